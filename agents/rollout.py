@@ -1,0 +1,48 @@
+"""Play an agent in an environment and keep observations: real frames for attacks and tests."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+
+@torch.no_grad()
+def greedy_actions(q_network: nn.Module, frames: torch.Tensor) -> torch.Tensor:
+    """Argmax-Q action for each frame stack."""
+    return q_network(frames).argmax(dim=1)
+
+
+def collect_observations(
+    env: gym.Env,
+    q_network: nn.Module,
+    count: int,
+    *,
+    every: int = 4,
+    epsilon: float = 0.05,
+    seed: int = 0,
+    progress: bool = True,
+) -> np.ndarray:
+    """Play epsilon-greedy and keep every ``every``-th observation until ``count`` are kept; (count, *obs)."""
+    rng = np.random.default_rng(seed)
+    env.action_space.seed(seed)
+    obs, _ = env.reset(seed=seed)
+    kept = []
+    device = next(q_network.parameters()).device
+    with tqdm(total=count, desc="collecting frames", disable=not progress, leave=False) as bar:
+        step = 0
+        while len(kept) < count:
+            if step % every == 0:
+                kept.append(np.asarray(obs).copy())
+                bar.update(1)
+            if rng.random() < epsilon:
+                action = env.action_space.sample()
+            else:
+                action = int(greedy_actions(q_network, torch.as_tensor(np.asarray(obs))[None].to(device))[0])
+            obs, _, terminated, truncated, _ = env.step(action)
+            if terminated or truncated:
+                obs, _ = env.reset()
+            step += 1
+    return np.stack(kept)

@@ -1,0 +1,148 @@
+"""Input validation shared by the core.
+
+Every public entry point checks its arguments here so that bad input fails early with a message that
+names the argument, the value and what was expected, instead of a shape error deep inside a model.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+Bounds = tuple[float, float]
+NORMS = ("linf", "l2")
+
+
+def check_bounds(bounds: Sequence[float]) -> Bounds:
+    """Return ``bounds`` as a ``(low, high)`` float pair, or raise if it is not a finite, ordered pair."""
+    try:
+        low, high = (float(b) for b in bounds)
+    except (TypeError, ValueError):
+        raise ValueError(f"bounds must be a pair (low, high) of numbers, got {bounds!r}") from None
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError(f"bounds must be finite, got ({low}, {high})")
+    if low >= high:
+        raise ValueError(f"bounds must satisfy low < high, got ({low}, {high}) (inverted or empty range)")
+    return low, high
+
+
+def check_norm(norm: str) -> str:
+    """Return the norm name if it is one we implement."""
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+    return norm
+
+
+def check_eps(eps: float, bounds: Bounds, norm: str = "linf", name: str = "eps") -> float:
+    """Validate a perturbation budget in the units of ``bounds``.
+
+    An L-inf budget wider than the value range is always a unit mistake (typically 8 instead of 8/255 on
+    [0, 1] images), so it is rejected with a hint.
+    """
+    eps = _as_float(eps, name)
+    if eps < 0:
+        raise ValueError(f"{name} must be >= 0, got {eps}")
+    if not math.isfinite(eps):
+        raise ValueError(f"{name} must be finite, got {eps}")
+    width = bounds[1] - bounds[0]
+    if norm == "linf" and eps > width:
+        raise ValueError(
+            f"{name}={eps} is larger than the value range {bounds} (width {width}); budgets are in the "
+            f"input's own units: for [0, 1] images use e.g. 8/255, for 0-255 Atari frames use e.g. 2"
+        )
+    return eps
+
+
+def check_positive(value: float, name: str) -> float:
+    """Return ``value`` as a float if it is finite and > 0."""
+    value = _as_float(value, name)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value}")
+    return value
+
+
+def check_count(value: int, name: str, minimum: int = 1) -> int:
+    """Return ``value`` if it is an integer >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def check_input(x: torch.Tensor, bounds: Bounds, name: str = "x") -> None:
+    """Check that ``x`` is a floating batch (N, ...) with finite values inside ``bounds``."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(
+            f"{name} must be a floating-point tensor, got dtype {x.dtype}; convert integer frames with "
+            f"{name}.float() (values stay on their own scale, e.g. 0-255 with bounds=(0, 255))"
+        )
+    if x.ndim < 2:
+        raise ValueError(f"{name} must be a batch with shape (N, ...), got shape {tuple(x.shape)}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch (shape {tuple(x.shape)})")
+    x_min, x_max = (v.item() for v in torch.aminmax(x.detach()))  # one pass; NaN and inf surface here
+    if not (math.isfinite(x_min) and math.isfinite(x_max)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    low, high = bounds
+    slack = 1e-5 * (high - low)
+    if x_min < low - slack or x_max > high + slack:
+        raise ValueError(
+            f"{name} has values in [{x_min:.6g}, {x_max:.6g}], outside bounds ({low:g}, {high:g}); pass the "
+            f"bounds of the input's own scale (e.g. bounds=(0, 255) for raw Atari frames)"
+        )
+
+
+def check_scores(scores: object, rows: int) -> torch.Tensor:
+    """Check that a model returned scores of shape (rows, C)."""
+    if not isinstance(scores, torch.Tensor):
+        raise TypeError(
+            f"the model must return a tensor of scores (N, C), got {type(scores).__name__}; wrap models that "
+            f"return tuples or dicts so that they return the logits / Q-values alone"
+        )
+    if scores.ndim != 2 or scores.shape[0] != rows:
+        raise ValueError(
+            f"the model must map a batch of {rows} inputs to scores of shape ({rows}, C), "
+            f"got shape {tuple(scores.shape)}"
+        )
+    return scores
+
+
+def check_labels(y: object, rows: int, num_classes: int, name: str = "y") -> torch.Tensor:
+    """Check that ``y`` holds one integer class index in [0, C) per row."""
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"{name} must be a tensor of class indices, got {type(y).__name__}")
+    if y.dtype.is_floating_point or y.dtype == torch.bool or y.is_complex():
+        raise TypeError(f"{name} must hold integer class indices, got dtype {y.dtype}")
+    if y.shape != (rows,):
+        raise ValueError(f"{name} must have shape ({rows},), one label per input, got {tuple(y.shape)}")
+    if rows and (y.min() < 0 or y.max() >= num_classes):
+        raise ValueError(
+            f"{name} has labels in [{y.min().item()}, {y.max().item()}], outside [0, {num_classes}) for "
+            f"scores with {num_classes} columns"
+        )
+    return y.long()
+
+
+def _as_float(value: object, name: str) -> float:
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"{name} must be a single number, got a tensor of shape {tuple(value.shape)}")
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    value = float(value)
+    if math.isnan(value):
+        raise ValueError(f"{name} must be a number, got NaN")
+    return value
+
+
+def check_generator(generator: torch.Generator | None, device: torch.device) -> None:
+    """Check that a random generator lives on the device of the tensors it draws for."""
+    if generator is not None and generator.device.type != device.type:
+        raise ValueError(
+            f"the random generator is on {generator.device} but the tensors are on {device}; "
+            f"create it with torch.Generator(device='{device.type}')"
+        )

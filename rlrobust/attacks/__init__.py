@@ -1,0 +1,44 @@
+"""Attacks with one call signature: ``attack(model, x, y=None, *, eps, bounds=(0.0, 1.0), ...)``.
+
+``model`` maps a float batch to scores (N, C) (logits or Q-values); ``x`` lies inside ``bounds``; the result
+has the same shape, dtype and device, lies inside ``bounds`` and within ``eps`` of ``x`` in the chosen norm.
+``y=None`` attacks the model's own prediction (for an agent, the greedy action: Huang et al.'s attack).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from rlrobust.attacks.fgsm import fgsm
+from rlrobust.attacks.iterative import iterative
+from rlrobust.attacks.losses import LOSSES, LossFn, cross_entropy, margin
+from rlrobust.attacks.pgd import pgd
+
+Attack = Callable[..., torch.Tensor]
+
+#: The attacks by name, for command lines and wrappers that pick one from a string.
+ATTACKS: dict[str, Attack] = {"fgsm": fgsm, "iterative": iterative, "pgd": pgd}
+
+
+def get_attack(name: str) -> Attack:
+    """Return the attack function called ``name`` (``fgsm``, ``iterative`` or ``pgd``)."""
+    try:
+        return ATTACKS[name]
+    except KeyError:
+        raise ValueError(f"unknown attack {name!r}; available: {sorted(ATTACKS)}") from None
+
+
+__all__ = [
+    "ATTACKS",
+    "LOSSES",
+    "Attack",
+    "LossFn",
+    "cross_entropy",
+    "fgsm",
+    "get_attack",
+    "iterative",
+    "margin",
+    "pgd",
+]

@@ -1,0 +1,217 @@
+"""What every attack shares: argument checks, the (expected) objective and its input gradient, steps and
+projections onto the budget and the value range.
+
+The gradient is an expectation-over-transformation (EOT) estimate when ``eot_samples > 1``: the mean of the
+input gradient over that many stochastic passes (the SAP paper's Monte-Carlo attacker). The passes run as
+repeated rows in as few forward calls as :func:`rlrobust.stochastic.repeat_plan` allows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from rlrobust._checks import (
+    Bounds,
+    check_bounds,
+    check_count,
+    check_eps,
+    check_input,
+    check_labels,
+    check_norm,
+    check_scores,
+)
+from rlrobust.attacks.losses import LossFn, resolve_loss
+from rlrobust.stochastic import predict, repeat_plan, rows_independent
+
+Model = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class AttackProblem:
+    """A validated attack: the model, the clean batch, labels, loss and how to estimate gradients."""
+
+    model: Model
+    x: torch.Tensor
+    given_y: torch.Tensor | None
+    loss_fn: LossFn
+    builtin_loss: bool
+    direction: float  # +1: increase the loss (untargeted); -1: decrease it (targeted)
+    bounds: Bounds
+    eps: float
+    norm: str
+    eot_samples: int
+    eot_batch_size: int | None
+    independent_rows: bool
+    _y: torch.Tensor | None = field(default=None, init=False, repr=False)
+    _labels_unchecked: bool = field(default=True, init=False, repr=False)
+
+    @property
+    def y(self) -> torch.Tensor:
+        """The labels the loss sees: as given, or the model's own prediction on the clean batch."""
+        if self._y is None:
+            if self.given_y is None:
+                self._y = predict(self.model, self.x, self.eot_samples, max_rows=self.eot_batch_size)
+            else:
+                self._y = self.given_y.to(self.x.device)
+        return self._y
+
+    def objective(self, x_adv: torch.Tensor, *, with_grad: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Mean objective per sample over ``eot_samples`` passes, and its mean input gradient."""
+        rows = x_adv.shape[0]
+        y = self.y
+        total, grad = None, None
+        for copies in repeat_plan(self.eot_samples, rows, self.eot_batch_size, self.independent_rows):
+            leaf = x_adv.detach().requires_grad_(with_grad)
+            with torch.set_grad_enabled(with_grad):
+                batch = leaf.repeat(copies, *([1] * (leaf.ndim - 1))) if copies > 1 else leaf
+                scores = check_scores(self.model(batch), copies * rows)
+                if self.builtin_loss and self.given_y is not None and self._labels_unchecked:
+                    check_labels(y, rows, scores.shape[1])
+                    self._labels_unchecked = False
+                targets = y.repeat(copies, *([1] * (y.ndim - 1))) if copies > 1 else y
+                values = self.loss_fn(scores, targets)
+                if not isinstance(values, torch.Tensor) or values.shape != (copies * rows,):
+                    shape = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
+                    raise ValueError(
+                        f"the attack loss must return one value per input, shape ({copies * rows},), got {shape}"
+                    )
+                values = self.direction * values.float()
+            if with_grad:
+                (step_grad,) = torch.autograd.grad(values.sum(), leaf)
+                grad = step_grad if grad is None else grad + step_grad
+            summed = values.detach().view(copies, rows).sum(0)
+            total = summed if total is None else total + summed
+        if self.eot_samples > 1:
+            total = total / self.eot_samples
+            grad = grad / self.eot_samples if grad is not None else None
+        return total, grad
+
+
+def prepare(
+    model: Model,
+    x: torch.Tensor,
+    y: torch.Tensor | None,
+    *,
+    eps: float,
+    bounds: Sequence[float],
+    norm: str,
+    loss: str | LossFn,
+    targeted: bool,
+    eot_samples: int,
+    eot_batch_size: int | None,
+) -> AttackProblem:
+    """Check every argument; labels are settled on first use (``y=None``: the model's prediction on ``x``)."""
+    if not callable(model):
+        raise TypeError(f"model must be a callable mapping inputs to scores, got {type(model).__name__}")
+    bounds = check_bounds(bounds)
+    norm = check_norm(norm)
+    eps = check_eps(eps, bounds, norm)
+    check_input(x, bounds)
+    check_count(eot_samples, "eot_samples")
+    if eot_batch_size is not None:
+        check_count(eot_batch_size, "eot_batch_size")
+    loss_fn, builtin = resolve_loss(loss)
+    if y is None and targeted:
+        raise ValueError("a targeted attack needs the target labels y")
+    if y is not None:
+        if not isinstance(y, torch.Tensor):
+            raise TypeError(f"y must be a tensor with one entry per input, got {type(y).__name__}")
+        if y.shape[:1] != x.shape[:1]:
+            raise ValueError(f"y must have one entry per input ({x.shape[0]}), got shape {tuple(y.shape)}")
+        if builtin:
+            y = check_labels(y, x.shape[0], num_classes=torch.iinfo(torch.int64).max)
+    return AttackProblem(
+        model=model,
+        x=x.detach(),
+        given_y=y,
+        loss_fn=loss_fn,
+        builtin_loss=builtin,
+        direction=-1.0 if targeted else 1.0,
+        bounds=bounds,
+        eps=eps,
+        norm=norm,
+        eot_samples=eot_samples,
+        eot_batch_size=eot_batch_size,
+        independent_rows=rows_independent(model),
+    )
+
+
+@contextlib.contextmanager
+def preserved_model(model: Model) -> Iterator[None]:
+    """Run with the model's parameters frozen, then restore each ``requires_grad`` flag as it was.
+
+    Freezing keeps autograd from saving what parameter gradients would need; the attack asks only for the
+    input gradient, so ``.grad`` of the parameters is never written. Train/eval mode is not changed: the
+    attack differentiates the model as the caller configured it.
+    """
+    if not isinstance(model, nn.Module):
+        yield
+        return
+    params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
+def per_sample_norm(t: torch.Tensor) -> torch.Tensor:
+    """L2 norm of each row, shaped to broadcast against ``t``."""
+    return t.flatten(1).norm(dim=1).view(-1, *([1] * (t.ndim - 1)))
+
+
+def ascend(x_adv: torch.Tensor, grad: torch.Tensor, step: float, norm: str) -> torch.Tensor:
+    """One steepest-ascent step of length ``step`` in the given norm (sign for L-inf, unit gradient for L2)."""
+    if norm == "linf":
+        return x_adv + step * grad.sign()
+    length = per_sample_norm(grad)
+    return x_adv + step * grad / torch.where(length > 0, length, torch.ones_like(length))
+
+
+def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float, norm: str, bounds: Bounds) -> torch.Tensor:
+    """Project onto the ``eps``-ball around ``x`` in the given norm, then onto the value range."""
+    delta = x_adv - x
+    if norm == "linf":
+        delta = delta.clamp(-eps, eps)
+    else:
+        length = per_sample_norm(delta)
+        delta = delta * torch.where(length > eps, eps / length.clamp_min(1e-12), torch.ones_like(length))
+    return (x + delta).clamp(*bounds)
+
+
+def random_start(
+    x: torch.Tensor, eps: float, norm: str, bounds: Bounds, generator: torch.Generator | None
+) -> torch.Tensor:
+    """A uniform random point of the ``eps``-ball around ``x`` (L-inf cube or L2 ball), clipped to the range."""
+    if norm == "linf":
+        noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) * 2 - 1
+        delta = noise * eps
+    else:
+        direction = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        direction = direction / per_sample_norm(direction).clamp_min(1e-12)
+        dims = x[0].numel()
+        u = torch.rand((x.shape[0],), generator=generator, device=x.device, dtype=x.dtype)
+        radius = eps * u.pow(1.0 / dims)
+        delta = direction * radius.view(-1, *([1] * (x.ndim - 1)))
+    return (x + delta).clamp(*bounds)
+
+
+def run_steps(problem: AttackProblem, x_adv: torch.Tensor, *, step: float, steps: int) -> torch.Tensor:
+    """``steps`` rounds of: gradient of the objective, ascent step, projection (the BIM / PGD loop)."""
+    for _ in range(steps):
+        _, grad = problem.objective(x_adv, with_grad=True)
+        x_adv = project(ascend(x_adv, grad, step, problem.norm), problem.x, problem.eps, problem.norm, problem.bounds)
+    return x_adv.detach()
+
+
+def steps_for(eps: float, step: float) -> int:
+    """The SAP paper's ceil(lambda / k) iteration count, robust to float noise (8/255 over 1/255 is 8)."""
+    return max(1, math.ceil(round(eps / step, 9)))

@@ -1,0 +1,82 @@
+"""Result tables as files: CSV and JSON for machines, Markdown for people, each written atomically."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+Row = Mapping[str, object]
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file and a rename, so readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def markdown_table(rows: Sequence[Row], columns: Sequence[str] | None = None, digits: int = 4) -> str:
+    """A GitHub-flavoured Markdown table of ``rows`` (floats rounded to ``digits`` significant places)."""
+    columns = list(columns or (rows[0].keys() if rows else []))
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(_cell(row.get(c, ""), digits) for c in columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def pivot(rows: Sequence[Row], index: Sequence[str], column: str, value: str) -> list[dict[str, object]]:
+    """A wide table: one row per distinct ``index`` tuple, one column per distinct ``column`` value."""
+    table: dict[tuple, dict[str, object]] = {}
+    for row in rows:
+        key = tuple(row[k] for k in index)
+        entry = table.setdefault(key, {k: row[k] for k in index})
+        entry[f"{column}={_cell(row[column], 6)}"] = row[value]
+    return list(table.values())
+
+
+def write_tables(
+    rows: Sequence[Row],
+    out_dir: str | Path,
+    stem: str = "results",
+    *,
+    title: str = "",
+    notes: str = "",
+    markdown_rows: Sequence[Row] | None = None,
+) -> dict[str, Path]:
+    """Write ``stem.csv``, ``stem.json`` and ``stem.md`` under ``out_dir``; returns their paths by suffix.
+
+    The Markdown shows ``markdown_rows`` when given (e.g. a :func:`pivot` of ``rows``), else ``rows``.
+    """
+    out_dir = Path(out_dir)
+    columns = list(rows[0].keys()) if rows else []
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    heading = f"# {title}\n\n" if title else ""
+    body = f"{heading}{notes.strip()}\n\n" if notes else heading
+    return {
+        "csv": atomic_write_text(out_dir / f"{stem}.csv", buffer.getvalue()),
+        "json": atomic_write_text(out_dir / f"{stem}.json", json.dumps(list(rows), indent=2) + "\n"),
+        "md": atomic_write_text(out_dir / f"{stem}.md", body + markdown_table(markdown_rows or rows)),
+    }
+
+
+def _cell(value: object, digits: int) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.{digits}g}"
+    return str(value)

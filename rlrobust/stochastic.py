@@ -1,0 +1,84 @@
+"""Many passes through a stochastic model, batched.
+
+A stochastic defence (SAP, dropout, activation noise) draws its randomness independently for every row of a
+batch, so ``n`` passes over a batch of ``N`` inputs can run as one forward over ``n * N`` rows: the input is
+repeated, not looped. Weight-level defences (RNW, RSW, SWP) draw one weight sample per forward call that the
+whole batch shares; for those, the passes run one call at a time. Both the prediction helpers here and the
+attacks' expectation-over-transformation gradient use :func:`repeat_plan` to decide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from rlrobust._checks import check_count, check_scores
+
+#: Rows per forward call when inputs are repeated for several stochastic passes (override per call).
+DEFAULT_MAX_ROWS = 1024
+
+Model = Callable[[torch.Tensor], torch.Tensor]
+
+
+def rows_independent(model: Model) -> bool:
+    """Whether one forward call draws independent randomness for each row of the batch.
+
+    False when the model holds a module marked ``shares_draw_across_batch = True`` (the weight-noise
+    defences of :mod:`rlrobust.defences`); then repeated rows in one call would share a draw.
+    """
+    if not isinstance(model, nn.Module):
+        return True
+    return not any(getattr(m, "shares_draw_across_batch", False) for m in model.modules())
+
+
+def repeat_plan(samples: int, rows: int, max_rows: int | None, independent: bool) -> list[int]:
+    """Split ``samples`` passes over ``rows`` inputs into forward calls of at most ``max_rows`` rows.
+
+    Returns the number of copies of the batch that each call carries; their sum is ``samples``.
+    """
+    if not independent:
+        return [1] * samples
+    per_call = max(1, (max_rows or DEFAULT_MAX_ROWS) // rows)
+    plan = [per_call] * (samples // per_call)
+    if samples % per_call:
+        plan.append(samples % per_call)
+    return plan
+
+
+@torch.no_grad()
+def mean_output(
+    model: Model,
+    x: torch.Tensor,
+    samples: int,
+    *,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    max_rows: int | None = None,
+) -> torch.Tensor:
+    """Average ``transform(model(x))`` over ``samples`` stochastic passes (identity transform by default)."""
+    check_count(samples, "samples")
+    rows = x.shape[0]
+    total = None
+    for copies in repeat_plan(samples, rows, max_rows, rows_independent(model)):
+        batch = x.repeat(copies, *([1] * (x.ndim - 1))) if copies > 1 else x
+        scores = check_scores(model(batch), copies * rows).float()
+        out = transform(scores) if transform is not None else scores
+        summed = out.view(copies, rows, *out.shape[1:]).sum(0)
+        total = summed if total is None else total + summed
+    return total / samples
+
+
+def predict_proba(model: Model, x: torch.Tensor, samples: int = 100, *, max_rows: int | None = None) -> torch.Tensor:
+    """Mean softmax over ``samples`` passes: the SAP paper's prediction rule for stochastic models (m = 100)."""
+    return mean_output(model, x, samples, transform=lambda s: s.softmax(dim=1), max_rows=max_rows)
+
+
+def predict(model: Model, x: torch.Tensor, samples: int = 100, *, max_rows: int | None = None) -> torch.Tensor:
+    """Class (or greedy action) with the highest mean softmax over ``samples`` passes."""
+    return predict_proba(model, x, samples, max_rows=max_rows).argmax(dim=1)
+
+
+def mean_scores(model: Model, x: torch.Tensor, samples: int = 100, *, max_rows: int | None = None) -> torch.Tensor:
+    """Mean raw scores over ``samples`` passes, e.g. the mean Q-values a SAP agent acts on."""
+    return mean_output(model, x, samples, max_rows=max_rows)

@@ -1,0 +1,1 @@
+"""Gymnasium wrappers that perturb observations against a victim network (built on ``rlrobust.attacks``)."""
