@@ -190,4 +190,7 @@ def write_outputs(args, rows, clean_frame, examples, victim_name, seconds) -> No
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (ValueError, FileNotFoundError) as err:  # bad game, agent file or settings: say so, no traceback
+        raise SystemExit(f"error: {err}") from None
