@@ -253,3 +253,16 @@ def test_get_attack_names():
     assert attacks.get_attack("pgd") is pgd
     with pytest.raises(ValueError, match="unknown attack"):
         attacks.get_attack("deepfool")
+
+
+def test_fgsm_with_y_none_labels_the_batch_from_its_own_gradient_pass(module_net, images):
+    counted = CallCounter(module_net)
+    x_adv = fgsm(counted, images, eps=4 / 255)
+    assert counted.calls == 1
+    assert torch.equal(x_adv, fgsm(module_net, images, module_net(images).argmax(1), eps=4 / 255))
+    counted.calls = 0
+    iterative(counted, images, eps=4 / 255, step=1 / 255)
+    assert counted.calls == 4
+    counted.calls = 0
+    pgd(counted, images, eps=4 / 255, steps=3)  # random start: the clean batch needs its own prediction pass
+    assert counted.calls == 1 + 3

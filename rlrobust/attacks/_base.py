@@ -64,13 +64,17 @@ class AttackProblem:
     def objective(self, x_adv: torch.Tensor, *, with_grad: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Mean objective per sample over ``eot_samples`` passes, and its mean input gradient."""
         rows = x_adv.shape[0]
-        y = self.y
+        # A single pass at the clean batch (FGSM, the iterative attack) labels it too: no separate prediction pass.
+        labels_from_this_pass = self._y is None and self.given_y is None and self.eot_samples == 1 and x_adv is self.x
+        y = None if labels_from_this_pass else self.y
         total, grad = None, None
         for copies in repeat_plan(self.eot_samples, rows, self.eot_batch_size, self.independent_rows):
             leaf = x_adv.detach().requires_grad_(with_grad)
             with torch.set_grad_enabled(with_grad):
                 batch = leaf.repeat(copies, *([1] * (leaf.ndim - 1))) if copies > 1 else leaf
                 scores = check_scores(self.model(batch), copies * rows)
+                if labels_from_this_pass:
+                    self._y = y = scores.detach().argmax(dim=1)
                 if self.builtin_loss and self.given_y is not None and self._labels_unchecked:
                     check_labels(y, rows, scores.shape[1])
                     self._labels_unchecked = False
