@@ -3,17 +3,25 @@
 No-op starts (up to 30), frame skip 4 with max-pooling of the last two frames, grayscale 84x84, and a stack of
 the last 4 frames, channel-first uint8 (4, 84, 84). Sticky actions are off unless asked for (the SAP paper's
 era used none); reward clipping is for learning only and lives in the training code, not here.
+
+``make_atari_frame_env`` is the single-frame env underneath; training stacks frames itself (see
+``agents.vec_env``) so that every vector backend shares one stacking rule, the one of ``make_atari_env``.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
+from typing import Any
 
 import ale_py
 import gymnasium as gym
 
 gym.register_envs(ale_py)
+
+FRAME_SIZE = 84
+STACK = 4
+ALE_MAX_EPISODE_FRAMES = 108_000  # ALE's default cap: 30 minutes of play at 60 Hz
 
 
 def atari_games() -> list[str]:
@@ -34,7 +42,21 @@ def resolve_game(game: str) -> str:
     raise ValueError(f"unknown Atari game {game!r}{hint} (ale-py ships {len(roms)} games)")
 
 
-def make_atari_env(
+def rom_id(game: str) -> str:
+    """ale-py's snake_case ROM id of a game name (``SpaceInvaders`` -> ``space_invaders``)."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", resolve_game(game)).lower()
+
+
+def max_episode_frames(max_episode_steps: int | None, frame_skip: int) -> int:
+    """ALE's per-episode frame cap for a cap in agent steps (None: ALE's default of 108,000 frames)."""
+    if max_episode_steps is None:
+        return ALE_MAX_EPISODE_FRAMES
+    if max_episode_steps < 1:
+        raise ValueError(f"max_episode_steps must be >= 1, got {max_episode_steps}")
+    return max_episode_steps * frame_skip
+
+
+def make_atari_frame_env(
     game: str,
     *,
     noop_max: int = 30,
@@ -44,23 +66,39 @@ def make_atari_env(
     max_episode_steps: int | None = None,
     render_mode: str | None = None,
 ) -> gym.Env:
-    """A preprocessed Atari env whose observations are uint8 (4, 84, 84) frame stacks on the 0-255 scale."""
+    """A preprocessed Atari env whose observations are single uint8 (84, 84) grayscale frames (no stacking).
+
+    ``max_episode_steps`` counts agent steps (``frame_skip`` frames each); the episode is then truncated.
+    ``terminal_on_life_loss`` here is Gymnasium's (a life loss ends the episode and the next reset starts a new
+    game); training uses ``agents.vec_env`` instead, which ends the learning episode but lets the game go on.
+    """
+    if not 0.0 <= sticky_actions <= 1.0:
+        raise ValueError(f"sticky_actions is a probability in [0, 1], got {sticky_actions}")
     env = gym.make(
         f"ALE/{resolve_game(game)}-v5",
         frameskip=1,
         repeat_action_probability=sticky_actions,
-        max_episode_steps=max_episode_steps,
+        max_num_frames_per_episode=max_episode_frames(max_episode_steps, frame_skip),
         render_mode=render_mode,
     )
-    env = gym.wrappers.AtariPreprocessing(
+    return gym.wrappers.AtariPreprocessing(
         env,
         noop_max=noop_max,
         frame_skip=frame_skip,
-        screen_size=84,
+        screen_size=FRAME_SIZE,
         terminal_on_life_loss=terminal_on_life_loss,
         grayscale_obs=True,
     )
-    return gym.wrappers.FrameStackObservation(env, 4)
+
+
+def make_atari_env(game: str, **settings: Any) -> gym.Env:
+    """A preprocessed Atari env whose observations are uint8 (4, 84, 84) frame stacks on the 0-255 scale.
+
+    Takes the settings of :func:`make_atari_frame_env` (``noop_max``, ``frame_skip``, ``sticky_actions``,
+    ``terminal_on_life_loss``, ``max_episode_steps``, ``render_mode``). A new episode's stack repeats its first
+    frame (Gymnasium's ``padding_type="reset"``).
+    """
+    return gym.wrappers.FrameStackObservation(make_atari_frame_env(game, **settings), STACK)
 
 
 def _camel(rom_id: str) -> str:

@@ -12,7 +12,7 @@ from torch import nn
 FRAME_SHAPE = (4, 84, 84)
 
 
-def _scaled_frames(frames: torch.Tensor) -> torch.Tensor:
+def scaled_frames(frames: torch.Tensor) -> torch.Tensor:
     if frames.ndim != 4 or tuple(frames.shape[1:]) != FRAME_SHAPE:
         raise ValueError(f"expected frame stacks of shape (N, 4, 84, 84), got {tuple(frames.shape)}")
     return frames.float() / 255.0
@@ -35,7 +35,7 @@ class NatureQNetwork(nn.Module):
         self.head = nn.Sequential(nn.Linear(64 * 7 * 7, 512), nn.ReLU(), nn.Linear(512, n_actions))
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(_scaled_frames(frames)))
+        return self.head(self.features(scaled_frames(frames)))
 
 
 class NeurIPSQNetwork(nn.Module):
@@ -52,4 +52,16 @@ class NeurIPSQNetwork(nn.Module):
         self.fc = nn.Sequential(nn.Linear(32 * 9 * 9, 256), nn.ReLU(), nn.Linear(256, n_actions))
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.conv(_scaled_frames(frames)).flatten(1))
+        return self.fc(self.conv(scaled_frames(frames)).flatten(1))
+
+
+Q_NETWORKS: dict[str, type[nn.Module]] = {"nature": NatureQNetwork, "neurips": NeurIPSQNetwork}
+
+
+def build_q_network(name: str, n_actions: int) -> nn.Module:
+    """A fresh Q-network by name: ``"nature"`` (the SAP paper's) or ``"neurips"`` (Mnih et al., 2013)."""
+    if name not in Q_NETWORKS:
+        raise ValueError(f"unknown Q-network {name!r}; choose one of {sorted(Q_NETWORKS)}")
+    if n_actions < 1:
+        raise ValueError(f"n_actions must be >= 1, got {n_actions}")
+    return Q_NETWORKS[name](n_actions)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import gymnasium as gym
 import numpy as np
 import torch
@@ -46,3 +48,40 @@ def collect_observations(
                 obs, _ = env.reset()
             step += 1
     return np.stack(kept)
+
+
+@torch.no_grad()
+def play_episodes(
+    env: gym.Env,
+    q_network: nn.Module,
+    episodes: int,
+    *,
+    epsilon: float = 0.0,
+    seed: int = 0,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[tuple[float, int]]:
+    """Play ``episodes`` whole episodes epsilon-greedily (0 = greedy); returns (raw score, length) of each.
+
+    ``env`` should end its episodes by itself (the ALE frame cap does); ``should_stop`` is polled every step so
+    that a Ctrl-C during a long evaluation is honoured; an episode it cuts short is not returned.
+    """
+    rng = np.random.default_rng(seed)
+    env.action_space.seed(seed)
+    device = next(q_network.parameters()).device
+    results: list[tuple[float, int]] = []
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=seed + episode)
+        score, length, over = 0.0, 0, False
+        while not over:
+            if should_stop is not None and should_stop():
+                return results
+            if rng.random() < epsilon:
+                action = env.action_space.sample()
+            else:
+                action = int(greedy_actions(q_network, torch.as_tensor(np.asarray(obs))[None].to(device))[0])
+            obs, reward, terminated, truncated, _ = env.step(action)
+            score += float(reward)
+            length += 1
+            over = terminated or truncated
+        results.append((score, length))
+    return results

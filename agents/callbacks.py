@@ -1,0 +1,248 @@
+"""stable-baselines3 callbacks of a training run: TensorBoard + progress bar, greedy evaluation, checkpoints, Ctrl-C.
+
+Every callback counts agent steps (``model.num_timesteps``), so with K environments an event due at step s
+happens at the first vector step that reaches s.
+"""
+
+from __future__ import annotations
+
+import signal
+import statistics
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import gymnasium as gym
+from stable_baselines3.common.callbacks import BaseCallback
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from agents.checkpoints import save_checkpoint
+from agents.rollout import play_episodes
+from rlrobust.reporting import write_tables
+
+
+class StopRequest:
+    """Set by the first Ctrl-C (the run then checkpoints and stops); a second Ctrl-C aborts at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    @contextmanager
+    def on_sigint(self) -> Iterator[None]:
+        """Route SIGINT to this request while the block runs (main thread only; elsewhere a no-op)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum, frame):
+            self.requested = True
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            tqdm.write("Ctrl-C: saving a checkpoint, then stopping (press Ctrl-C again to abort without saving)")
+
+        previous = signal.signal(signal.SIGINT, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+class StopOnRequest(BaseCallback):
+    """Ends ``learn`` cleanly at the next step once ``stop`` is requested."""
+
+    def __init__(self, stop: StopRequest) -> None:
+        super().__init__()
+        self.stop = stop
+
+    def _on_step(self) -> bool:
+        return not self.stop.requested
+
+
+class TrainingMonitor(BaseCallback):
+    """TensorBoard scalars and a tqdm bar (steps, steps/s, ETA, recent mean score).
+
+    Tags: ``episode/score`` and ``episode/length`` (raw, unclipped, per finished game), ``train/epsilon``,
+    ``train/loss`` (Huber), ``train/mean_q`` (mean over minibatches of max_a Q(s, a)), ``time/steps_per_sec``.
+    """
+
+    def __init__(
+        self,
+        writer: SummaryWriter,
+        total_steps: int,
+        *,
+        log_every: int = 1000,
+        recent: int = 20,
+        progress: bool = True,
+    ) -> None:
+        super().__init__()
+        self.writer = writer
+        self.total_steps = total_steps
+        self.log_every = log_every
+        self.scores: deque[float] = deque(maxlen=recent)
+        self.progress = progress
+        self.bar: tqdm | None = None
+
+    def _on_training_start(self) -> None:
+        start = self.model.num_timesteps
+        self.bar = tqdm(
+            total=self.total_steps,
+            initial=start,
+            unit="step",
+            unit_scale=True,
+            dynamic_ncols=True,
+            mininterval=1.0,
+            smoothing=0.05,
+            disable=not self.progress,
+        )
+        self._next_log = (start // self.log_every + 1) * self.log_every
+        self._clock = (time.perf_counter(), start)
+
+    def _on_step(self) -> bool:
+        step = self.model.num_timesteps
+        finished = [info["episode"] for info in self.locals.get("infos", ()) if "episode" in info]
+        for episode in finished:
+            self.scores.append(episode["r"])
+            self.writer.add_scalar("episode/score", episode["r"], step)
+            self.writer.add_scalar("episode/length", episode["l"], step)
+        logged = step >= self._next_log
+        if logged:
+            self._log_scalars(step)
+            self._next_log = (step // self.log_every + 1) * self.log_every
+        if finished or logged:
+            self._refresh_postfix()
+        self.bar.update(step - self.bar.n)
+        return True
+
+    def _log_scalars(self, step: int) -> None:
+        now = time.perf_counter()
+        seconds, steps = now - self._clock[0], step - self._clock[1]
+        self._clock = (now, step)
+        if seconds > 0:
+            self.writer.add_scalar("time/steps_per_sec", steps / seconds, step)
+        self.writer.add_scalar("train/epsilon", self.model.exploration_rate, step)
+        stats = self.model.pop_train_stats()
+        if stats is not None:
+            self.writer.add_scalar("train/loss", stats["loss"], step)
+            self.writer.add_scalar("train/mean_q", stats["mean_q"], step)
+
+    def _refresh_postfix(self) -> None:
+        score = f"{statistics.fmean(self.scores):.1f}" if self.scores else "-"
+        postfix = f"score(last {len(self.scores)})={score} eps={self.model.exploration_rate:.3f}"
+        self.bar.set_postfix_str(postfix, refresh=False)
+
+    def _on_training_end(self) -> None:
+        if self.bar is not None:
+            self.bar.update(self.model.num_timesteps - self.bar.n)
+            self.bar.close()
+        self.writer.flush()
+
+
+class PeriodicEvaluation(BaseCallback):
+    """Every ``every`` agent steps (and at the end), play ``episodes`` greedy games on a separate env.
+
+    Logs ``eval/score`` (mean raw score), ``eval/score_std`` and ``eval/length`` to TensorBoard and rewrites
+    ``evaluations.{csv,json,md}`` in the run directory.
+    """
+
+    def __init__(
+        self,
+        make_env: Callable[[], gym.Env],
+        writer: SummaryWriter,
+        run_dir: Path,
+        *,
+        every: int,
+        episodes: int,
+        epsilon: float = 0.0,
+        seed: int = 0,
+        stop: StopRequest | None = None,
+        history: list[dict] | None = None,
+    ) -> None:
+        super().__init__()
+        self.make_env, self.writer, self.run_dir = make_env, writer, Path(run_dir)
+        self.every, self.episodes, self.epsilon, self.seed = every, episodes, epsilon, seed
+        self.stop = stop
+        self.rows: list[dict] = list(history or [])
+        self.env: gym.Env | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.every > 0 and self.episodes > 0
+
+    def _on_training_start(self) -> None:
+        self._next = (self.model.num_timesteps // self.every + 1) * self.every if self.enabled else None
+
+    def _on_step(self) -> bool:
+        if self._next is not None and self.model.num_timesteps >= self._next:
+            self.evaluate()
+            self._next = (self.model.num_timesteps // self.every + 1) * self.every
+        return True
+
+    def evaluate(self) -> dict | None:
+        """Play the evaluation games now; returns the logged row (None if interrupted before any ended)."""
+        if self.env is None:
+            self.env = self.make_env()
+        network = self.model.q_net.network
+        self.model.policy.set_training_mode(False)
+        step = self.model.num_timesteps
+        results = play_episodes(
+            self.env, network, self.episodes, epsilon=self.epsilon, seed=self.seed, should_stop=self.stop
+        )
+        if not results:
+            return None
+        scores = [score for score, _ in results]
+        row = {
+            "step": step,
+            "episodes": len(results),
+            "mean_score": statistics.fmean(scores),
+            "std_score": statistics.pstdev(scores),
+            "min_score": min(scores),
+            "max_score": max(scores),
+            "mean_length": statistics.fmean(length for _, length in results),
+            "epsilon": self.epsilon,
+        }
+        self.writer.add_scalar("eval/score", row["mean_score"], step)
+        self.writer.add_scalar("eval/score_std", row["std_score"], step)
+        self.writer.add_scalar("eval/length", row["mean_length"], step)
+        self.rows = [r for r in self.rows if r["step"] < step] + [row]
+        write_tables(
+            self.rows,
+            self.run_dir,
+            "evaluations",
+            title="Greedy evaluation during training",
+            notes=f"{self.episodes} games per evaluation, epsilon {self.epsilon}, raw (unclipped) game scores.",
+        )
+        tqdm.write(f"eval at step {step}: mean score {row['mean_score']:.1f} over {len(results)} games")
+        return row
+
+    def _on_training_end(self) -> None:
+        stopped = self.stop is not None and self.stop.requested
+        done_already = bool(self.rows) and self.rows[-1]["step"] == self.model.num_timesteps
+        if self.enabled and not stopped and not done_already:
+            self.evaluate()
+        if self.env is not None:
+            self.env.close()
+            self.env = None
+
+
+class PeriodicCheckpoint(BaseCallback):
+    """Every ``every`` agent steps, an atomic checkpoint in ``run_dir/checkpoints`` (the newest ``keep`` kept)."""
+
+    def __init__(self, run_dir: Path, *, every: int, keep: int = 2) -> None:
+        super().__init__()
+        self.run_dir, self.every, self.keep = Path(run_dir), every, keep
+        self.last: Path | None = None
+
+    def _on_training_start(self) -> None:
+        self._next = (self.model.num_timesteps // self.every + 1) * self.every if self.every > 0 else None
+
+    def _on_step(self) -> bool:
+        if self._next is not None and self.model.num_timesteps >= self._next:
+            self.last = save_checkpoint(self.model, self.run_dir, self.keep)
+            self._next = (self.model.num_timesteps // self.every + 1) * self.every
+        return True

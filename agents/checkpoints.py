@@ -1,0 +1,86 @@
+"""Checkpoints of a training run, written atomically (temporary file in the same folder, fsync, rename).
+
+A checkpoint is stable-baselines3's own zip (``DoubleDQN.load`` and ``agents.load_agent`` both read it): the
+online and target networks, the optimizer state and the counters (agent steps, updates, episodes, epsilon).
+The replay memory is not saved -- it would be gigabytes -- and a resumed run refills it before learning again.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+import torch
+
+if TYPE_CHECKING:
+    from stable_baselines3.common.base_class import BaseAlgorithm
+
+CHECKPOINT_DIR = "checkpoints"
+FINAL_MODEL = "final_model.zip"
+Q_NETWORK_FILE = "q_network.pt"
+_STEP_FILE = re.compile(r"^step_(\d+)\.zip$")
+
+
+def atomic_write_binary(path: Path, write: Callable[[BinaryIO], None]) -> Path:
+    """Call ``write(handle)`` on a temporary file next to ``path``, flush it to disk, then rename it over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_model(model: BaseAlgorithm, path: Path) -> Path:
+    """``model.save`` made atomic."""
+    return atomic_write_binary(path, model.save)
+
+
+def save_q_network(model: BaseAlgorithm, path: Path) -> Path:
+    """The online Q-network alone, as a plain state dict (loadable with torch only)."""
+    state = {k: v.detach().cpu() for k, v in model.q_net.network.state_dict().items()}
+    return atomic_write_binary(path, lambda handle: torch.save(state, handle))
+
+
+def save_checkpoint(model: BaseAlgorithm, run_dir: Path, keep: int = 2) -> Path:
+    """Write ``checkpoints/step_<agent steps>.zip`` and delete all but the newest ``keep`` (>= 1)."""
+    path = save_model(model, Path(run_dir) / CHECKPOINT_DIR / f"step_{model.num_timesteps:012d}.zip")
+    for old in checkpoints(run_dir)[: -max(keep, 1)]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def checkpoints(run_dir: Path) -> list[Path]:
+    """The run's step checkpoints, oldest first."""
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    found = [p for p in folder.glob("step_*.zip") if _STEP_FILE.match(p.name)] if folder.is_dir() else []
+    return sorted(found, key=lambda p: int(_STEP_FILE.match(p.name).group(1)))
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest step checkpoint of a run, or None."""
+    found = checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Read a plain state dict (or ``{"state_dict": ...}``) of tensors, without unpickling code."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for truncated or foreign files
+        raise ValueError(f"cannot read agent checkpoint {path} (corrupt or not a torch file): {err}") from err
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path} holds no state dict of tensors")
+    return state

@@ -1,0 +1,119 @@
+"""Double DQN's target (online argmax, target value) in isolation and inside DoubleDQN.train, and the schedules."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from stable_baselines3.common.logger import Logger
+from stable_baselines3.common.type_aliases import ReplayBufferSamples
+from torch import nn
+
+from agents import DoubleDQN, NatureQNetwork, double_q_target, make_atari_vec_env
+from agents.double_dqn import linear_epsilon
+from agents.replay import FrameReplayBuffer
+from agents.training import TrainConfig
+
+
+class FixedQ(nn.Module):
+    """Returns the same Q-values for every input row."""
+
+    def __init__(self, q: list[float]) -> None:
+        super().__init__()
+        self.q = torch.tensor([q])
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.q.expand(len(obs), -1)
+
+
+def test_target_takes_the_online_argmax_and_the_target_networks_value():
+    online = FixedQ([3.0, 1.0, 0.0])  # prefers action 0
+    target = FixedQ([2.0, 9.0, 4.0])  # would prefer action 1; it values action 0 at 2
+    next_obs = torch.zeros(3, 4, 84, 84)
+    rewards = torch.tensor([[1.0], [0.0], [-1.0]])
+    dones = torch.tensor([[0.0], [0.0], [1.0]])
+    y = double_q_target(online, target, next_obs, rewards, dones, 0.5)
+    torch.testing.assert_close(y, torch.tensor([[1.0 + 0.5 * 2.0], [0.5 * 2.0], [-1.0]]))
+    vanilla = rewards + (1 - dones) * 0.5 * target(next_obs).max(dim=1, keepdim=True).values
+    assert not torch.allclose(y, vanilla)  # SB3's DQN target would be 1 + 0.5 * 9 for the first row
+
+
+def tiny_model(**kwargs) -> DoubleDQN:
+    env = make_atari_vec_env("Pong", 1, max_episode_steps=50)
+    settings = dict(buffer_size=64, learning_starts=0, batch_size=8, seed=0, device="cpu") | kwargs
+    model = DoubleDQN("AtariQPolicy", env, replay_buffer_class=FrameReplayBuffer, **settings)
+    model.set_logger(Logger(folder=None, output_formats=[]))
+    return model
+
+
+def test_train_step_regresses_q_onto_the_double_target():
+    """One DoubleDQN.train step on a fixed minibatch: the loss is the Huber loss to the Double-DQN target, not
+    to SB3's max-target, and the optimizer step moves the online network only."""
+    torch.manual_seed(0)
+    model = tiny_model(learning_rate=1e-3)
+    with torch.no_grad():  # make the target network different from the online one
+        for p in model.q_net_target.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    generator = torch.Generator().manual_seed(1)
+    obs = torch.randint(0, 256, (8, 4, 84, 84), dtype=torch.uint8, generator=generator)
+    next_obs = torch.randint(0, 256, (8, 4, 84, 84), dtype=torch.uint8, generator=generator)
+    batch = ReplayBufferSamples(
+        observations=obs,
+        actions=torch.randint(0, 6, (8, 1), generator=generator),
+        next_observations=next_obs,
+        dones=torch.tensor([[0.0]] * 7 + [[1.0]]),
+        rewards=torch.tensor([[1.0], [0.0], [-1.0], [0.0], [1.0], [0.0], [0.0], [1.0]]),
+    )
+    with torch.no_grad():
+        online_next, target_next = model.q_net(next_obs), model.q_net_target(next_obs)
+        assert (online_next.argmax(1) != target_next.argmax(1)).any()  # the networks disagree somewhere
+        chosen = model.q_net(obs).gather(1, batch.actions)
+        double = batch.rewards + (1 - batch.dones) * 0.99 * target_next.gather(1, online_next.argmax(1, keepdim=True))
+        vanilla = batch.rewards + (1 - batch.dones) * 0.99 * target_next.max(1, keepdim=True).values
+    model.replay_buffer.sample = lambda *args, **kwargs: batch
+    model.replay_buffer.size = lambda: 64  # the replay counts as full
+    target_before = [p.clone() for p in model.q_net_target.parameters()]
+    online_before = [p.clone() for p in model.q_net.parameters()]
+    model.train(gradient_steps=1, batch_size=8)
+    stats = model.pop_train_stats()
+    assert stats["loss"] == pytest.approx(F.smooth_l1_loss(chosen, double).item(), rel=1e-5)
+    assert abs(stats["loss"] - F.smooth_l1_loss(chosen, vanilla).item()) > 1e-4
+    assert all(torch.equal(a, b) for a, b in zip(target_before, model.q_net_target.parameters(), strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(online_before, model.q_net.parameters(), strict=True))
+    assert isinstance(model.q_net.network, NatureQNetwork)
+    model.env.close()
+
+
+def test_train_waits_until_the_replay_holds_learning_starts_transitions():
+    """After a resume the replay is empty: no update happens until it is refilled."""
+    model = tiny_model(learning_starts=32)
+    model.replay_buffer.sample = lambda *args, **kwargs: pytest.fail("sampled before the refill")
+    model.train(gradient_steps=1, batch_size=8)
+    assert model._n_updates == 0
+    model.env.close()
+
+
+def test_per_env_epsilon_greedy():
+    model = tiny_model()
+    frames = np.random.default_rng(0).integers(0, 256, (256, 4, 84, 84), dtype=np.uint8)
+    greedy = model.q_net(torch.as_tensor(frames)).argmax(1).numpy()
+    model.exploration_rate = 0.0
+    np.testing.assert_array_equal(model.predict(frames)[0], greedy)
+    model.exploration_rate = 0.5
+    explored = model.predict(frames)[0] != greedy
+    assert 0.2 < explored.mean() < 0.6  # each env draws its own coin (5/6 of random actions differ)
+    model.env.close()
+
+
+def test_linear_epsilon_schedule():
+    assert linear_epsilon(0, 1.0, 0.1, 1_000_000) == 1.0
+    assert linear_epsilon(500_000, 1.0, 0.1, 1_000_000) == pytest.approx(0.55)
+    assert linear_epsilon(1_000_000, 1.0, 0.1, 1_000_000) == pytest.approx(0.1)
+    assert linear_epsilon(50_000_000, 1.0, 0.1, 1_000_000) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("num_envs", [1, 2, 3, 4, 6, 8, 16])
+def test_update_schedule_keeps_one_update_per_four_agent_steps(num_envs):
+    train_freq, gradient_steps = TrainConfig(num_envs=num_envs).update_schedule()
+    assert train_freq * num_envs / gradient_steps == 4  # agent steps per gradient update
