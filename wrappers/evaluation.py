@@ -1,0 +1,123 @@
+"""Play a policy in a (wrapped) vector env and collect the first episode of every environment.
+
+Counting only each environment's first episode avoids the bias of "the first K episodes to finish", which
+favours short episodes (under attack, the lost ones). Episodes can be capped at ``max_steps`` steps; a capped
+episode is reported with ``truncated=True`` and the return it had reached. Attack figures are read from the
+wrappers' per-step ``info["attack"]``, so they are exact for capped episodes too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from gymnasium.vector import VectorEnv
+from tqdm import tqdm
+
+from wrappers.episodes import STEP_KEY
+
+Policy = Callable[[np.ndarray, dict[str, Any]], np.ndarray]
+
+
+@dataclass
+class EpisodeRecord:
+    """One environment's first episode."""
+
+    env: int
+    score: float
+    length: int
+    truncated: bool
+    observations: int
+    attacks: int
+    action_changes: int  # -1 where no victim reported actions
+    mean_linf: float  # mean L-inf size of the perturbation over attacked observations (0 if none)
+
+    def as_row(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def first_episodes(
+    env: VectorEnv,
+    policy: Policy,
+    *,
+    seed: int | None = None,
+    max_steps: int | None = None,
+    progress: bool = True,
+    description: str = "episodes",
+) -> list[EpisodeRecord]:
+    """Step ``env`` with ``policy(observations, infos) -> actions`` until every environment's first episode ends."""
+    n = env.num_envs
+    observations, infos = env.reset(seed=seed)
+    score = np.zeros(n)
+    length = np.zeros(n, dtype=np.int64)
+    seen = np.zeros(n, dtype=np.int64)
+    attacks = np.zeros(n, dtype=np.int64)
+    changes = np.zeros(n, dtype=np.int64)
+    linf_sum = np.zeros(n)
+    tracks_actions = True
+    running = np.ones(n, dtype=bool)
+    truncated_by_cap = np.zeros(n, dtype=bool)
+
+    def count(infos: dict[str, Any]) -> None:
+        nonlocal tracks_actions
+        step = infos.get(STEP_KEY)
+        if step is None:
+            return
+        seen[running] += 1
+        attacks[running] += step["attacked"][running]
+        linf_sum[running] += step["linf"][running]
+        if "action_changed" in step:
+            changes[running] += step["action_changed"][running]
+        else:
+            tracks_actions = False
+
+    count(infos)
+    with tqdm(total=n, desc=description, disable=not progress, leave=False) as bar:
+        while running.any():
+            actions = policy(observations, infos)
+            observations, rewards, terminated, truncated, infos = env.step(actions)
+            score[running] += rewards[running]
+            length[running] += 1
+            count(infos)
+            finished = running & (np.logical_or(terminated, truncated))
+            if max_steps is not None:
+                capped = running & ~finished & (length >= max_steps)
+                truncated_by_cap |= capped
+                finished |= capped
+            running &= ~finished
+            bar.update(int(finished.sum()))
+    return [
+        EpisodeRecord(
+            env=i,
+            score=float(score[i]),
+            length=int(length[i]),
+            truncated=bool(truncated_by_cap[i]),
+            observations=int(seen[i]),
+            attacks=int(attacks[i]),
+            action_changes=int(changes[i]) if tracks_actions else -1,
+            mean_linf=float(linf_sum[i] / attacks[i]) if attacks[i] else 0.0,
+        )
+        for i in range(n)
+    ]
+
+
+def summarise(records: list[EpisodeRecord]) -> dict[str, float | int]:
+    """Mean and spread of the scores, and the attack figures pooled over all observations of the episodes."""
+    scores = np.array([r.score for r in records])
+    seen = sum(r.observations for r in records)
+    attacks = sum(r.attacks for r in records)
+    out: dict[str, float | int] = {
+        "episodes": len(records),
+        "mean_score": float(scores.mean()),
+        "std_score": float(scores.std(ddof=1)) if len(records) > 1 else 0.0,
+        "capped": sum(r.truncated for r in records),
+        "mean_length": float(np.mean([r.length for r in records])),
+        "attack_rate": attacks / seen if seen else 0.0,
+        "mean_linf": sum(r.mean_linf * r.attacks for r in records) / attacks if attacks else 0.0,
+    }
+    tracked = all(r.action_changes >= 0 for r in records)
+    changes = sum(r.action_changes for r in records)
+    out["action_change_rate"] = (changes / seen if seen else 0.0) if tracked else float("nan")
+    return out
