@@ -1,1 +1,2 @@
-"""Image classifiers: models (and, as they land, data, training and robust evaluation) on the shared core."""
+"""Image classifiers on the shared core: data (``classifiers.data``), models (``classifiers.models``), the papers'
+training methods and recipes (``classifiers.training``) and robustness evaluation (``classifiers.evaluation``)."""

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from classifiers.models import resnet
 from classifiers.models.normalize import Normalize
 
 # The normalisation the akamaster checkpoints were trained with.
@@ -22,27 +23,24 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 DEPTHS = (20, 32, 44, 56)
 
 
-class BasicBlock(nn.Module):
-    """conv3x3-BN-ReLU-conv3x3-BN, plus the shortcut, then ReLU."""
+class OptionAShortcut(nn.Module):
+    """Subsample by 2 and zero-pad the channels (``pad`` on each side): the shortcut without parameters."""
 
-    def __init__(self, in_planes: int, planes: int, stride: int) -> None:
+    def __init__(self, pad: int) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.downsample = stride != 1 or in_planes != planes
-        self.pad = (planes - in_planes) // 2
-
-    def shortcut(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.downsample:
-            return x
-        return F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad, self.pad))
+        self.pad = pad
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return F.relu(out + self.shortcut(x))
+        return F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad, self.pad))
+
+
+class BasicBlock(resnet.BasicBlock):
+    """conv3x3-BN-ReLU-conv3x3-BN, plus the option-A shortcut where the shape changes, then ReLU."""
+
+    def __init__(self, in_planes: int, planes: int, stride: int) -> None:
+        changes = stride != 1 or in_planes != planes
+        shortcut = OptionAShortcut((planes - in_planes) // 2) if changes else nn.Identity()
+        super().__init__(in_planes, planes, stride, shortcut=shortcut)
 
 
 class CifarResNet(nn.Module):

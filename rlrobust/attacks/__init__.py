@@ -11,19 +11,25 @@ from collections.abc import Callable
 
 import torch
 
+from rlrobust.attacks.apgd import apgd, apgd_targeted
 from rlrobust.attacks.fgsm import fgsm
 from rlrobust.attacks.iterative import iterative
-from rlrobust.attacks.losses import LOSSES, LossFn, cross_entropy, margin
+from rlrobust.attacks.losses import LOSSES, LossFn, cross_entropy, dlr, margin, targeted_dlr
 from rlrobust.attacks.pgd import pgd
 
 Attack = Callable[..., torch.Tensor]
 
 #: The attacks by name, for command lines and wrappers that pick one from a string.
-ATTACKS: dict[str, Attack] = {"fgsm": fgsm, "iterative": iterative, "pgd": pgd}
+ATTACKS: dict[str, Attack] = {
+    "fgsm": fgsm,
+    "iterative": iterative,
+    "pgd": pgd,
+    "apgd": apgd,
+}
 
 
 def get_attack(name: str) -> Attack:
-    """Return the attack function called ``name`` (``fgsm``, ``iterative`` or ``pgd``)."""
+    """Return the attack function called ``name`` (``fgsm``, ``iterative``, ``pgd`` or ``apgd``)."""
     try:
         return ATTACKS[name]
     except KeyError:
@@ -35,10 +41,14 @@ __all__ = [
     "LOSSES",
     "Attack",
     "LossFn",
+    "apgd",
+    "apgd_targeted",
     "cross_entropy",
+    "dlr",
     "fgsm",
     "get_attack",
     "iterative",
     "margin",
     "pgd",
+    "targeted_dlr",
 ]

@@ -33,7 +33,40 @@ def margin(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return others - true
 
 
-LOSSES: dict[str, LossFn] = {"ce": cross_entropy, "margin": margin, "cw": margin}
+def dlr(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Difference-of-logits ratio (Croce & Hein 2020): ``-(z_y - max_{j != y} z_j) / (z_pi1 - z_pi3)``.
+
+    ``z_pi1 >= z_pi2 >= ...`` are the sorted scores. The ratio is invariant to shifting and rescaling the
+    scores, so, unlike cross-entropy, it cannot be flattened by large logits (gradient masking by scale).
+    > 0 means misclassified. Needs at least 3 classes.
+    """
+    z = _at_least_classes(scores, 3, "dlr")
+    top = z.topk(3, dim=1).values
+    return margin(z, y) / (top[:, 0] - top[:, 2] + 1e-12)
+
+
+def targeted_dlr(scores: torch.Tensor, labels_and_targets: torch.Tensor) -> torch.Tensor:
+    """Targeted DLR of APGD-T: ``-(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2)``, ascended to reach class ``t``.
+
+    ``labels_and_targets`` is (N, 2): the true class ``y`` and the target ``t`` per row. Needs 4 classes.
+    """
+    z = _at_least_classes(scores, 4, "targeted_dlr")
+    if labels_and_targets.ndim != 2 or labels_and_targets.shape[1] != 2:
+        raise ValueError(f"targeted_dlr needs (N, 2) rows of (label, target), got {tuple(labels_and_targets.shape)}")
+    pair = labels_and_targets.long()
+    true = z.gather(1, pair[:, :1]).squeeze(1)
+    target = z.gather(1, pair[:, 1:]).squeeze(1)
+    top = z.topk(4, dim=1).values
+    return (target - true) / (top[:, 0] - 0.5 * (top[:, 2] + top[:, 3]) + 1e-12)
+
+
+def _at_least_classes(scores: torch.Tensor, classes: int, name: str) -> torch.Tensor:
+    if scores.ndim != 2 or scores.shape[1] < classes:
+        raise ValueError(f"the {name} loss needs scores (N, C) with C >= {classes}, got {tuple(scores.shape)}")
+    return scores.float()
+
+
+LOSSES: dict[str, LossFn] = {"ce": cross_entropy, "margin": margin, "cw": margin, "dlr": dlr}
 
 
 def resolve_loss(loss: str | LossFn) -> tuple[LossFn, bool]:

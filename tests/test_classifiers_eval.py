@@ -1,0 +1,148 @@
+"""Robustness evaluation: the table's rows and their meaning, budgets enforced, EOT and transfer, the command line
+with its outputs, and clear errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from classifiers.data import ImageDataset
+from classifiers.evaluation import WORST_CASE, AttackSpec, EvaluationSettings, build_attacks, evaluate_robustness
+from classifiers.models import CHECKPOINT_FORMAT, build_model
+from rlrobust.sap import insert_sap
+from tests.test_classifiers_data import SUBPROCESS_ENV, one_torch_thread, random_images, write_cifar
+
+pytestmark = pytest.mark.usefixtures(one_torch_thread.__name__)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class SensitiveNet(nn.Module):
+    """A small ReLU net with enlarged weights: budgets of a few /255 change many of its predictions."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 64), nn.ReLU(), nn.Linear(64, 10))
+        with torch.no_grad():
+            self.net[1].weight.mul_(3)
+            self.net[3].weight.mul_(3)
+
+    def forward(self, x):
+        return self.net(x - 0.5)
+
+
+@pytest.fixture
+def setup():
+    model = SensitiveNet().eval()
+    images = torch.from_numpy(random_images(48, size=8))
+    with torch.no_grad():
+        labels = model(images.permute(0, 3, 1, 2).float() / 255).argmax(1)
+    labels[:6] = (labels[:6] + 1) % 10  # a few images the model gets wrong
+    return model, ImageDataset(images, labels, [str(i) for i in range(10)], "toy")
+
+
+FAST = EvaluationSettings(pgd_steps=5, apgd_steps=10, apgd_targets=3)
+
+
+def test_rows_mean_what_they_say(setup):
+    model, data = setup
+    attacks = build_attacks(["fgsm", "pgd", "apgd-ce", "apgd-dlr", "apgd-t"], [0.0, 1 / 255, 4 / 255], FAST)
+    rows = evaluate_robustness(model, data, attacks, batch_size=20, progress=False)
+    by = {(r["attack"], r["eps_255"]): r for r in rows}
+    clean = by[("clean", 0.0)]["accuracy"]
+    assert clean == pytest.approx(42 / 48)
+    for name in ("fgsm", "pgd", "apgd-ce", "apgd-dlr", "apgd-t"):
+        assert by[(name, 0.0)]["robust_accuracy"] == pytest.approx(clean)
+        assert by[(name, 4.0)]["robust_accuracy"] <= by[(name, 1.0)]["robust_accuracy"] <= clean
+        assert by[(name, 4.0)]["robust_accuracy"] <= by[(name, 4.0)]["accuracy"]
+    worst = by[(WORST_CASE, 4.0)]["robust_accuracy"]
+    assert worst <= min(by[(n, 4.0)]["robust_accuracy"] for n in ("fgsm", "pgd", "apgd-ce", "apgd-dlr", "apgd-t"))
+    assert by[("pgd", 4.0)]["robust_accuracy"] < clean - 0.2  # the attacks do bite on this model
+    assert by[("apgd-ce", 4.0)]["robust_accuracy"] <= by[("fgsm", 4.0)]["robust_accuracy"]
+
+
+def test_an_attack_that_leaves_its_budget_is_caught(setup):
+    model, data = setup
+    cheat = AttackSpec("cheat", 1 / 255, lambda m, x, y, g: (x + 2 / 255).clamp(0, 1))
+    with pytest.raises(RuntimeError, match="left its budget"):
+        evaluate_robustness(model, data, [cheat], progress=False)
+
+
+def test_eot_on_a_sap_model_and_transfer_from_the_dense_one(setup):
+    model, data = setup
+    sap_model = insert_sap(SensitiveNet().eval(), 1.0, generator=torch.Generator().manual_seed(0))
+    settings = EvaluationSettings(pgd_steps=3, eot=4)
+    rows = evaluate_robustness(sap_model, data, build_attacks(["pgd"], [4 / 255], settings), samples=8, progress=False)
+    assert [r["attack"] for r in rows] == ["clean", "pgd"]
+    transfer = evaluate_robustness(
+        sap_model, data, build_attacks(["pgd"], [4 / 255], FAST), samples=8, source=model, progress=False
+    )
+    assert transfer[1]["attack"] == "pgd (transfer)"
+    assert transfer[1]["robust_accuracy"] < transfer[0]["accuracy"]
+
+
+def test_reference_apgd_runs_on_the_same_images(setup):
+    pytest.importorskip("torchattacks")
+    model, data = setup
+    rows = evaluate_robustness(
+        model, data, build_attacks(["apgd-ce", "apgd-ce-torchattacks"], [2 / 255], FAST), progress=False
+    )
+    ours, theirs = rows[1]["robust_accuracy"], rows[2]["robust_accuracy"]
+    assert abs(ours - theirs) <= 3 / 48
+
+
+def test_bad_attack_names_and_budgets():
+    with pytest.raises(ValueError, match="unknown attacks"):
+        build_attacks(["deepfool"], [0.1], FAST)
+    with pytest.raises(ValueError, match="--scale 255"):
+        build_attacks(["pgd"], [8.0], FAST)
+
+
+@pytest.fixture(scope="module")
+def checkpoint_and_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    write_cifar(root, classes=10, train=10, test=8)
+    torch.manual_seed(0)
+    model = build_model("resnet20", num_classes=10)
+    path = root / "model.pt"
+    state = {"format": CHECKPOINT_FORMAT, "arch": "resnet20", "num_classes": 10, "normalization": None}
+    torch.save({**state, "model": model.state_dict()}, path)
+    return path, root
+
+
+def run_script(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(REPO / "scripts/eval_classifier.py"), *args, "--quiet"]
+    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=SUBPROCESS_ENV, timeout=300)
+
+
+def test_command_line_writes_tables_and_plot(checkpoint_and_data, tmp_path):
+    path, root = checkpoint_and_data
+    result = run_script(
+        "--model", str(path), "--dataset", "cifar10", "--data-dir", str(root), "--attacks", "fgsm", "iterative", "pgd",
+        "--eps", "0", "2", "8", "--iterative-step", "4", "--pgd-steps", "2", "--out", str(tmp_path / "out"),
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = tmp_path / "out"
+    for name in ("results.csv", "results.json", "results.md", "accuracy_vs_budget.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0
+    rows = json.loads((out / "results.json").read_text())
+    assert {r["attack"] for r in rows} == {"clean", "fgsm", "iterative", "pgd", WORST_CASE}
+    assert {r["eps_255"] for r in rows if r["attack"] == "pgd"} == {0.0, 2.0, 8.0}
+    assert "eps_255=8" in (out / "results.md").read_text()
+
+
+def test_command_line_rejects_a_class_count_mismatch(checkpoint_and_data, tmp_path):
+    path, _ = checkpoint_and_data
+    write_cifar(tmp_path, classes=100, train=10, test=10)
+    result = run_script("--model", str(path), "--dataset", "cifar100", "--data-dir", str(tmp_path), cwd=tmp_path)
+    assert result.returncode != 0
+    assert result.stderr.startswith("error:") and "10 output classes but the data has 100" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,245 @@
+"""Training end to end on small CIFAR-format files: one epoch of every method, the per-epoch log with energies,
+atomic checkpoints, exact resume, presets, the command line and clear errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from classifiers.data import DatasetFilesMissing, load_dataset
+from classifiers.models import ARCHITECTURES, load_classifier
+from classifiers.training import METHODS, PRESETS, make_config, train
+from classifiers.training import trainer as trainer_module
+from classifiers.training.checkpoint import BEST, LAST, load_training_checkpoint
+from rlrobust.energy import energy, joint_energy
+from tests.test_classifiers_data import SUBPROCESS_ENV, one_torch_thread, write_cifar
+
+pytestmark = pytest.mark.usefixtures(one_torch_thread.__name__)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class TinyCNN(nn.Module):
+    """A small conv net with BatchNorm (so train/eval mode matters) that keeps the loop tests fast."""
+
+    def __init__(self, num_classes: int = 10, **_norm) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+            nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, num_classes),
+        )  # fmt: skip
+
+    def forward(self, x):
+        return self.body(x)
+
+
+@pytest.fixture
+def tiny_arch(monkeypatch):
+    """Registers ``tiny_cnn`` for the duration of a test (the registry is the one the config and loaders read)."""
+    monkeypatch.setitem(ARCHITECTURES, "tiny_cnn", TinyCNN)
+    return "tiny_cnn"
+
+
+@pytest.fixture(scope="module")
+def cifar_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cifar")
+    write_cifar(root, classes=10, train=64, test=32)
+    return root
+
+
+def small_config(method, data_dir, out_dir, **overrides):
+    settings = {
+        "dataset": "cifar10",
+        "data_dir": str(data_dir),
+        "arch": "tiny_cnn",
+        "epochs": 1,
+        "batch_size": 16,
+        "lr": 0.05,
+        "holdout_size": 16,
+        "attack_steps": 2,
+        "eval_steps": 2,
+        "select_from_epoch": 1,
+        "out_dir": str(out_dir),
+    }
+    settings.update(overrides)
+    return make_config(method, **settings)
+
+
+def read_metrics(out_dir: Path) -> list[dict]:
+    with open(out_dir / "metrics.csv") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_one_epoch_of_each_method_end_to_end(method, cifar_dir, tmp_path, tiny_arch):
+    summary = train(small_config(method, cifar_dir, tmp_path), progress=False)
+    assert summary["last"]["epoch"] == 1
+    rows = read_metrics(tmp_path)
+    assert len(rows) == 1
+    for column in (
+        "train.loss",
+        "holdout.clean_acc",
+        "holdout.pgd_acc",
+        "holdout.energy_nat",
+        "holdout.energy_adv",
+        "holdout.energy_gap",
+        "holdout.energy_joint",
+        "lr",
+        "time.images_per_s",
+    ):
+        assert column in rows[0] and rows[0][column] != "", column
+    assert float(rows[0]["holdout.pgd_acc"]) <= float(rows[0]["holdout.clean_acc"])
+    assert any((tmp_path / "tensorboard").iterdir()) and (tmp_path / "curves.png").stat().st_size > 0
+    assert json.loads((tmp_path / "config.json").read_text())["method"] == method
+    checkpoint = load_training_checkpoint(tmp_path / LAST)
+    assert checkpoint["epoch"] == 1 and checkpoint["config"]["seed"] == 0
+    model = load_classifier(tmp_path / BEST, num_classes=10)
+    assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_logged_energies_and_accuracy_are_those_of_the_saved_model(cifar_dir, tmp_path):
+    """A real architecture (ResNet-20, normalising inside with the training set's statistics) through the whole
+    loop; the log matches a recomputation from the saved checkpoint, normalisation included."""
+    overrides = {"arch": "resnet20", "batch_size": 32, "schedule": "constant", "normalize": True}
+    train(small_config("trades", cifar_dir, tmp_path, **overrides), progress=False)
+    stats = load_dataset("cifar10", "train", cifar_dir).channel_stats()
+    assert load_training_checkpoint(tmp_path / LAST)["normalization"] == {"mean": stats[0], "std": stats[1]}
+    row = read_metrics(tmp_path)[-1]
+    model = load_classifier(tmp_path / LAST)
+    holdout = load_dataset("cifar10", "test", cifar_dir).subset(slice(0, 16))
+    with torch.no_grad():
+        logits = model(holdout.floats())
+    assert float(row["holdout.energy_nat"]) == pytest.approx(energy(logits).mean().item(), rel=1e-4)
+    assert float(row["holdout.energy_joint"]) == pytest.approx(
+        joint_energy(logits, holdout.labels).mean().item(), rel=1e-4
+    )
+    assert float(row["holdout.clean_acc"]) == pytest.approx((logits.argmax(1) == holdout.labels).float().mean().item())
+    gap = float(row["holdout.energy_adv"]) - float(row["holdout.energy_nat"])
+    assert float(row["holdout.energy_gap"]) == pytest.approx(gap, rel=1e-5, abs=1e-6)
+
+
+def test_resume_continues_exactly_as_the_uninterrupted_run(cifar_dir, tmp_path, monkeypatch, tiny_arch):
+    overrides = {"epochs": 2, "schedule": "onecycle"}
+    straight = train(small_config("trades", cifar_dir, tmp_path / "a", **overrides), progress=False)
+
+    real_evaluate = trainer_module.evaluate_holdout
+    calls = []
+
+    def crash_in_second_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("simulated crash after the second epoch's training")
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "evaluate_holdout", crash_in_second_epoch)
+    config = small_config("trades", cifar_dir, tmp_path / "b", **overrides)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, progress=False)
+    assert load_training_checkpoint(tmp_path / "b" / LAST)["epoch"] == 1
+    monkeypatch.setattr(trainer_module, "evaluate_holdout", real_evaluate)
+    resumed = train(config, resume=True, progress=False)
+
+    a = load_training_checkpoint(tmp_path / "a" / LAST)
+    b = load_training_checkpoint(tmp_path / "b" / LAST)
+    for key in a["model"]:
+        assert torch.allclose(a["model"][key].float(), b["model"][key].float(), atol=1e-6), key
+    assert resumed["last"]["holdout.clean_acc"] == straight["last"]["holdout.clean_acc"]
+    assert [r["epoch"] for r in read_metrics(tmp_path / "b")] == ["1", "2"]  # no duplicated rows
+
+
+def test_resume_refuses_other_settings_and_corrupt_checkpoints(cifar_dir, tmp_path, tiny_arch):
+    train(small_config("standard", cifar_dir, tmp_path), progress=False)
+    with pytest.raises(ValueError, match=r"different settings \(lr: 0.05 -> 0.1"):
+        train(small_config("standard", cifar_dir, tmp_path, lr=0.1), resume=True, progress=False)
+    (tmp_path / LAST).write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="cannot read checkpoint"):
+        train(small_config("standard", cifar_dir, tmp_path), resume=True, progress=False)
+
+
+def test_presets_reproduce_the_papers_settings():
+    weat = make_config("weat_adv", dataset="cifar10")
+    assert (weat.arch, weat.lr, weat.momentum, weat.weight_decay) == ("resnet18", 0.1, 0.9, 5e-4)
+    assert (weat.schedule, weat.pct_start, weat.epochs, weat.batch_size) == ("onecycle", 0.25, 100, 128)
+    assert (weat.eps, weat.step, weat.attack_steps, weat.beta) == (8 / 255, 2 / 255, 10, 6.0)
+    assert (weat.eval_steps, weat.eval_step, weat.select_from_epoch, weat.normalize) == (20, 2 / 255, 90, False)
+    dense = make_config("standard")
+    assert (dense.preset, dense.batch_size, dense.lr, dense.weight_decay) == ("sap-dense", 512, 0.5, 1e-4)
+    assert (dense.milestones, dense.gamma, dense.epochs) == ([100, 130], 0.1, 150)
+    adv = make_config("adv")
+    assert (adv.schedule, adv.step_epochs, adv.gamma, adv.epochs) == ("step", 10, 0.5, 100)
+    assert (adv.adv_fraction, adv.fgsm_eps) == (0.2, 2 / 255)
+    assert make_config("trades", dataset="svhn").flip is False
+    assert set(PRESETS) == {"sap-dense", "sap-adv", "weat"}
+
+
+def test_bf16_autocast_and_channels_last_paths_run_on_cpu(cifar_dir, tmp_path, tiny_arch):
+    """The GPU settings, exercised on the CPU (bf16 autocast works there too): same code path, finite results."""
+    summary = train(
+        small_config(
+            "weat_adv", cifar_dir, tmp_path, amp="bf16", channels_last="on", max_batches=1, schedule="constant"
+        ),
+        progress=False,
+    )
+    assert torch.isfinite(torch.tensor(summary["last"]["train.loss"]))
+    assert json.loads((tmp_path / "environment.json").read_text())["amp"] == "torch.bfloat16"
+
+
+def test_bad_input_gives_clear_errors(cifar_dir, tmp_path, tiny_arch):
+    with pytest.raises(ValueError, match="unknown dataset 'imagenet'"):
+        make_config("trades", dataset="imagenet")
+    with pytest.raises(ValueError, match="unknown architecture 'vgg'"):
+        make_config("trades", arch="vgg")
+    with pytest.raises(ValueError, match="unknown method 'fast_at'"):
+        make_config("fast_at")
+    with pytest.raises(ValueError, match=r"eps must lie in \[0, 1\]"):
+        make_config("trades", eps=8.0)
+    with pytest.raises(DatasetFilesMissing, match="data_batch_1"):
+        train(small_config("standard", tmp_path / "empty", tmp_path / "out"), progress=False)
+    with pytest.raises(ValueError, match="no training split"):
+        train(small_config("standard", None, tmp_path / "out", dataset="cifar10-shared"), progress=False)
+
+
+def test_command_line_reports_errors_without_a_traceback(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts/train_classifier.py"), "--method", "trades", "--dataset", "cifar10",
+         "--data-dir", str(tmp_path), "--out-dir", str(tmp_path / "out")],
+        capture_output=True, text=True, cwd=tmp_path, env=SUBPROCESS_ENV, timeout=120,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert result.stderr.startswith("error: CIFAR-10 train split not found") and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_torch_compile_path_trains(cifar_dir, tmp_path, tiny_arch):
+    """``--compile`` on the CPU (inductor needs a C++ compiler): the compiled model serves attacks and training."""
+    summary = train(small_config("trades", cifar_dir, tmp_path, compile=True, schedule="constant"), progress=False)
+    assert torch.isfinite(torch.tensor(summary["last"]["train.loss"]))
+    assert load_classifier(tmp_path / LAST)(torch.rand(1, 3, 32, 32)).shape == (1, 10)  # no _orig_mod. prefix
+
+
+@pytest.mark.slow
+def test_torchrun_ddp_on_cpu_with_gloo(cifar_dir, tmp_path):
+    """Two processes through the standard launcher; ranks train on disjoint shards and only rank 0 writes."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        str(REPO / "scripts/train_classifier.py"), "--method", "trades", "--dataset", "cifar10",
+        "--data-dir", str(cifar_dir), "--arch", "resnet20", "--epochs", "1", "--batch-size", "32", "--lr", "0.05",
+        "--holdout-size", "16", "--attack-steps", "2", "--eval-steps", "2", "--select-from-epoch", "1",
+        "--device", "cpu", "--quiet", "--schedule", "constant", "--out-dir", str(tmp_path),
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((tmp_path / "environment.json").read_text())["world_size"] == 2
+    rows = read_metrics(tmp_path)
+    assert len(rows) == 1 and float(rows[0]["time.images_per_s"]) > 0
+    assert load_training_checkpoint(tmp_path / LAST)["epoch"] == 1
