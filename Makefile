@@ -9,7 +9,8 @@ TORCH_SPEC ?= torch==2.13.0
 # the attacks we compare do not use, so it is installed without its dependencies (scipy comes with [dev]).
 TORCHATTACKS_SPEC ?= torchattacks==3.5.1
 
-.PHONY: install demo test test-all lint format bench clean
+.PHONY: install demo train-demo eval-demo core-demo test test-all lint format bench bench-ddqn bench-wrappers \
+	bench-classifier attack clean
 
 install: $(VENV)/.installed
 
@@ -20,8 +21,24 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PY) -m pip install --quiet --no-deps "$(TORCHATTACKS_SPEC)"
 	touch $@
 
-demo: install
+# The main job on a small embedded default: a short real Double-DQN run on Bowling (the SAP paper's recipe, 6,000
+# agent steps), then a short SAP evaluation of the agent it leaves (the newest run under runs/).
+demo: train-demo eval-demo
+
+train-demo: install
+	$(PY) scripts/train_ddqn.py --game Bowling --total-steps 6000 --learning-starts 1000 --buffer-size 6000 \
+		--exploration-steps 4000 --eval-every 6000 --eval-episodes 1 --max-episode-steps 4000 --torch-threads 1
+
+eval-demo: install
+	$(PY) scripts/eval_rl_sap.py --episodes 2 --max-episode-steps 60 --lambdas 0 2 --sap-passes 4 --mc-samples 4 \
+		--eot-samples 2 --pgd-steps 2 --torch-threads 1
+
+# The core alone on real Atari frames of the shared trained Pong agent (35 s).
+core-demo: install
 	$(PY) scripts/demo_core.py
+
+attack: install
+	$(PY) scripts/attack_policy.py
 
 test: install
 	$(PY) -m pytest -q
@@ -37,6 +54,15 @@ format: install
 
 bench: install
 	$(PY) benchmarks/bench_core.py
+
+bench-ddqn: install
+	$(PY) benchmarks/bench_ddqn.py
+
+bench-wrappers: install
+	$(PY) benchmarks/bench_wrappers.py
+
+bench-classifier: install
+	$(PY) benchmarks/bench_classifier.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

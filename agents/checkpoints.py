@@ -7,6 +7,7 @@ The replay memory is not saved -- it would be gigabytes -- and a resumed run ref
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from stable_baselines3.common.base_class import BaseAlgorithm
 
 CHECKPOINT_DIR = "checkpoints"
+CONFIG_FILE = "config.json"
 FINAL_MODEL = "final_model.zip"
 Q_NETWORK_FILE = "q_network.pt"
 _STEP_FILE = re.compile(r"^step_(\d+)\.zip$")
@@ -84,3 +86,33 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path} holds no state dict of tensors")
     return state
+
+
+def run_dir_of(path: Path) -> Path | None:
+    """The training run a path belongs to (the run directory itself, its final model or one of its checkpoints)."""
+    path = Path(path)
+    for folder in (path, path.parent, path.parent.parent):
+        if (folder / CONFIG_FILE).is_file():
+            return folder
+    return None
+
+
+def recorded_game(path: Path) -> str | None:
+    """The game the run holding ``path`` was trained on, from its ``config.json``; None for foreign checkpoints."""
+    run_dir = run_dir_of(path)
+    if run_dir is None:
+        return None
+    try:
+        game = json.loads((run_dir / CONFIG_FILE).read_text())["config"]["game"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return game if isinstance(game, str) else None
+
+
+def latest_run(logdir: Path) -> Path | None:
+    """The most recently written training run under ``logdir`` that has a model to load, or None."""
+    logdir = Path(logdir)
+    runs = [d for d in logdir.iterdir() if d.is_dir()] if logdir.is_dir() else []
+    models = {d: d / FINAL_MODEL if (d / FINAL_MODEL).is_file() else latest_checkpoint(d) for d in runs}
+    usable = [d for d, model in models.items() if model is not None and (d / CONFIG_FILE).is_file()]
+    return max(usable, key=lambda d: models[d].stat().st_mtime, default=None)

@@ -91,6 +91,36 @@ def make_atari_frame_env(
     )
 
 
+def make_atari_eval_vec_env(game: str, num_envs: int) -> gym.vector.VectorEnv:
+    """``num_envs`` games for evaluation in ale-py's vector env: uint8 (4, 84, 84) stacks, raw (unclipped)
+    scores, no sticky actions, FIRE pressed at reset, whole games (no life-loss terminals); ``reset(seed=s)``
+    replays the same games."""
+    if num_envs < 1:
+        raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+    return gym.make_vec(
+        f"ALE/{resolve_game(game)}-v5",
+        num_envs=num_envs,
+        vectorization_mode="vector_entry_point",
+        reward_clipping=False,
+        repeat_action_probability=0.0,
+    )
+
+
+def action_meanings(game: str) -> list[str]:
+    """The names of the game's minimal action set (``NOOP``, ``FIRE``, ...): an agent for it scores that many."""
+    env = gym.make(f"ALE/{resolve_game(game)}-v5")
+    try:
+        return list(env.unwrapped.get_action_meanings())
+    finally:
+        env.close()
+
+
+def fire_action(game: str) -> int | None:
+    """The index of FIRE in the game's minimal action set; None where the game has none."""
+    meanings = action_meanings(game)
+    return meanings.index("FIRE") if "FIRE" in meanings else None
+
+
 def make_atari_env(game: str, **settings: Any) -> gym.Env:
     """A preprocessed Atari env whose observations are uint8 (4, 84, 84) frame stacks on the 0-255 scale.
 

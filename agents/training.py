@@ -28,6 +28,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from agents.callbacks import PeriodicCheckpoint, PeriodicEvaluation, StopOnRequest, StopRequest, TrainingMonitor
 from agents.checkpoints import (
+    CONFIG_FILE,
     FINAL_MODEL,
     Q_NETWORK_FILE,
     latest_checkpoint,
@@ -42,7 +43,6 @@ from agents.replay import FrameReplayBuffer
 from agents.vec_env import BACKENDS, make_atari_vec_env
 from rlrobust.reporting import atomic_write_text
 
-CONFIG_FILE = "config.json"
 SUMMARY_FILE = "summary.json"
 
 

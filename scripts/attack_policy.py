@@ -29,9 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents import load_agent, resolve_game
 from agents.actor_critic import ActorCritic, load_actor_critic
+from agents.env import action_meanings, fire_action, make_atari_eval_vec_env
 from rlrobust.reporting import atomic_write_text, write_tables
 from wrappers import VectorAdversarialObservation, VectorRandomNoiseObservation
-from wrappers.evaluation import first_episodes, summarise
+from wrappers.evaluation import first_episodes, greedy_policy, summarise
 
 SHARED_ATARI = Path(__file__).resolve().parents[2] / "shared/data/atari/rl-policies-attacks-defenses"
 SHARED_AGENTS = {
@@ -39,7 +40,6 @@ SHARED_AGENTS = {
     "Breakout": SHARED_ATARI / "breakout_ppo_state_dict.pt",
 }
 ATTACK_CHOICES = ("noise", "fgsm", "iterative", "pgd")
-FIRE = 1
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -79,7 +79,7 @@ def load_victim(args: argparse.Namespace) -> tuple[object, str]:
         return algo.load(args.sb3, device=args.device), f"SB3 {args.sb3_algo.upper()} {args.sb3}"
     if args.random_agent:
         print("Attacking a RANDOMLY INITIALISED actor-critic (--random-agent): a smoke run, not a measurement.")
-        n_actions = gym.make(f"ALE/{args.game}-v5").action_space.n
+        n_actions = len(action_meanings(args.game))
         torch.manual_seed(args.seed)
         return ActorCritic(n_actions).eval().to(args.device), "random actor-critic"
     path = args.agent or SHARED_AGENTS.get(args.game)
@@ -98,24 +98,15 @@ def load_victim(args: argparse.Namespace) -> tuple[object, str]:
 
 def make_policy(victim: object, args: argparse.Namespace):
     """The agent acting greedily on what it sees (the perturbed frames), pressing FIRE after a lost life."""
-    fire_after_life_loss = gym.make(f"ALE/{args.game}-v5").unwrapped.get_action_meanings()[FIRE] == "FIRE"
-    lives: dict[str, np.ndarray] = {}
 
     def act(observations: np.ndarray, infos: dict) -> np.ndarray:
         if hasattr(victim, "predict"):
-            actions = np.asarray(victim.predict(observations, deterministic=True)[0])
-        else:
-            with torch.no_grad():
-                frames = torch.as_tensor(observations, device=args.device, dtype=torch.float32)
-                actions = victim(frames).argmax(1).cpu().numpy()
-        now = infos.get("lives")
-        if fire_after_life_loss and now is not None:
-            if "last" in lives:
-                actions = np.where(now < lives["last"], FIRE, actions)
-            lives["last"] = np.asarray(now).copy()
-        return actions.astype(np.int64)
+            return np.asarray(victim.predict(observations, deterministic=True)[0])
+        with torch.no_grad():
+            frames = torch.as_tensor(observations, device=args.device, dtype=torch.float32)
+            return victim(frames).argmax(1).cpu().numpy()
 
-    return act
+    return greedy_policy(act, fire_action(args.game))
 
 
 def settings_grid(args: argparse.Namespace) -> list[tuple[str, float]]:
@@ -123,13 +114,7 @@ def settings_grid(args: argparse.Namespace) -> list[tuple[str, float]]:
 
 
 def wrapped_env(attack: str, lam: float, victim: object, args: argparse.Namespace) -> gym.vector.VectorEnv:
-    env = gym.make_vec(
-        f"ALE/{args.game}-v5",
-        num_envs=args.episodes,
-        vectorization_mode="vector_entry_point",
-        reward_clipping=False,
-        repeat_action_probability=0.0,
-    )
+    env = make_atari_eval_vec_env(args.game, args.episodes)
     common = {"perturb": args.perturb, "seed": args.seed, "device": args.device}
     if attack == "none":
         return env

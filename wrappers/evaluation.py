@@ -21,6 +21,28 @@ from wrappers.episodes import STEP_KEY
 Policy = Callable[[np.ndarray, dict[str, Any]], np.ndarray]
 
 
+def greedy_policy(act: Policy, fire_action: int | None = None) -> Policy:
+    """``act(observations, infos) -> actions`` as int64, pressing ``fire_action`` in each environment that just
+    lost a life (``None``: never).
+
+    Games such as Breakout wait for FIRE after a lost life and a greedy agent may never press it; ``infos["lives"]``
+    (ale-py's vector env reports it) tells when.
+    """
+    last_lives: list[np.ndarray] = []
+
+    def policy(observations: np.ndarray, infos: dict[str, Any]) -> np.ndarray:
+        actions = np.asarray(act(observations, infos)).astype(np.int64)
+        lives = infos.get("lives")
+        if fire_action is None or lives is None:
+            return actions
+        if last_lives:
+            actions = np.where(lives < last_lives[0], fire_action, actions)
+        last_lives[:] = [np.asarray(lives).copy()]
+        return actions
+
+    return policy
+
+
 @dataclass
 class EpisodeRecord:
     """One environment's first episode."""

@@ -1,0 +1,142 @@
+"""The SAP-on-Atari table as files: ``results.csv`` / ``results.json`` (one row per agent, game, SAP fraction and
+lambda, every figure of every attacker setting), ``results.md`` (compact cells for people), ``scores.png`` (score
+against lambda per game) and TensorBoard scalars."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from torch.utils.tensorboard import SummaryWriter
+
+from agents.sap_evaluation import Column, EvalSettings, columns
+from rlrobust.reporting import write_tables
+
+Row = dict[str, Any]
+
+
+def column_title(column: Column, settings: EvalSettings) -> str:
+    """What a column is, for people: who acts, what attacks it, on which network."""
+    attack = {"fgsm": "FGSM", "iterative": "iterative (step 1)", "pgd": f"PGD-{settings.pgd_steps}"}[column.attack]
+    return {
+        "dense": f"dense agent, {attack} on itself",
+        "sap_transfer": f"SAP agent, {attack} on the dense net (transfer)",
+        "sap_mc": f"SAP agent, {attack} on the SAP net, MC gradient n={column.eot_samples} (paper)",
+        "dense_pgd": f"dense agent, PGD-{settings.pgd_steps} on itself",
+        "sap_eot": f"SAP agent, EOT-PGD-{settings.pgd_steps} on the SAP net, n={column.eot_samples} (adaptive)",
+    }[column.key]
+
+
+def _number(value: float, digits: int = 1) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def _cell(row: Row, column: Column) -> str:
+    key = column.key
+    text = f"{_number(row[f'{key}_mean'])} ± {_number(row[f'{key}_se'])}"
+    if column.baseline:
+        change = row[f"{key}_rel_change_pct"]
+        text += f" ({'n/a' if math.isnan(change) else f'{change:+.1f} %'})"
+    return f"{text} [{row[f'{key}_action_change']:.0%}]"
+
+
+def markdown_rows(rows: Sequence[Row], settings: EvalSettings) -> list[Row]:
+    """One line per row, one compact cell per attacker setting."""
+    out = []
+    for row in rows:
+        line = {"agent": row["agent"], "game": row["game"], "SAP frac": f"{row['sap_frac']:g}"}
+        line["lambda"] = f"{row['lambda']:g}"
+        for column in columns(settings):
+            line[column_title(column, settings)] = _cell(row, column)
+        out.append(line)
+    return out
+
+
+def notes(settings: EvalSettings, agents: Sequence[str], seconds: float, device: str) -> str:
+    """The Markdown's preamble: what each cell is and how many episodes and seeds it used."""
+    cap = f"capped at {settings.max_episode_steps} agent steps" if settings.max_episode_steps else "uncapped"
+    fracs = ", ".join(f"{f:g}" for f in settings.sap_fracs)
+    return (
+        f"Agents: {', '.join(agents)}. Each cell: **{settings.episodes} episodes**, the first episode of each of "
+        f"{settings.episodes} environments of ale-py's vector env reset with **seed {settings.seed}** (one seed; "
+        f"the same games in every cell, so columns are paired), {cap} (`*_capped` in results.csv counts capped "
+        f"episodes). DeepMind preprocessing, no sticky actions, raw scores. lambda in pixel units of 0-255 frames; "
+        f"the whole 4-frame stack is perturbed at every step. SAP fraction(s) {fracs} (1 = SAP-100) after every "
+        f"ReLU; the SAP agent acts on the mean Q-values of {settings.sap_passes} stochastic passes. Cells: mean "
+        f"score ± standard error (relative % change vs the dense agent under the same attack, "
+        f"100 * (SAP - dense) / |dense|; n/a where the dense mean is 0) [share of steps where the perturbation "
+        f"changed the acting agent's action; for the SAP agent this includes its own randomness, see lambda = 0]. "
+        f"The adaptive EOT-PGD column is compared with the dense agent under PGD. At lambda = 0 nothing is "
+        f"attacked. {seconds:.0f} s on {device}."
+    )
+
+
+def plot_scores(rows: Sequence[Row], settings: EvalSettings, path: Path) -> Path:
+    """Mean score (± standard error) against lambda, one panel per agent and game, one line per setting."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = list(dict.fromkeys((r["agent"], r["game"]) for r in rows))
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
+    styles = {"dense": "ko-", "dense_pgd": "ks--", "sap_transfer": "D-", "sap_mc": "^-", "sap_eot": "v:"}
+    for axis, (agent, game) in zip(axes[0], panels, strict=True):
+        for frac in settings.sap_fracs:
+            lines = [r for r in rows if (r["agent"], r["game"], r["sap_frac"]) == (agent, game, frac)]
+            for column in columns(settings):
+                if column.agent == "dense" and frac != settings.sap_fracs[0]:
+                    continue  # the dense lines are the same for every SAP fraction
+                label = column_title(column, settings)
+                if column.agent == "sap" and len(settings.sap_fracs) > 1:
+                    label += f", frac {frac:g}"
+                axis.errorbar(
+                    [r["lambda"] for r in lines],
+                    [r[f"{column.key}_mean"] for r in lines],
+                    yerr=[0.0 if math.isnan(r[f"{column.key}_se"]) else r[f"{column.key}_se"] for r in lines],
+                    fmt=styles[column.key],
+                    label=label,
+                    capsize=3,
+                    alpha=0.85,
+                )
+        axis.set(xlabel="lambda (0-255 scale)", ylabel=f"mean score ({settings.episodes} episodes)")
+        axis.set_title(f"{game}: {agent}", fontsize=9)
+        axis.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def log_scalars(rows: Sequence[Row], settings: EvalSettings, logdir: Path) -> Path:
+    """Scores and action-change rates as TensorBoard scalars; the step is lambda (x1000 if one is fractional)."""
+    scale = 1 if all(float(lam).is_integer() for lam in settings.lambdas) else 1000
+    with SummaryWriter(logdir) as writer:
+        for row in rows:
+            step = round(row["lambda"] * scale)
+            for column in columns(settings):
+                tag = f"{row['agent']}/{row['game']}/frac{row['sap_frac']:g}/{column.key}"
+                writer.add_scalar(f"{tag}/score", row[f"{column.key}_mean"], step)
+                writer.add_scalar(f"{tag}/action_change", row[f"{column.key}_action_change"], step)
+                if column.baseline:
+                    writer.add_scalar(f"{tag}/rel_change_pct", row[f"{column.key}_rel_change_pct"], step)
+    return logdir
+
+
+def write_report(
+    rows: Sequence[Row], settings: EvalSettings, out: Path, *, agents: Sequence[str], seconds: float
+) -> dict[str, Path]:
+    """Write every output under ``out``; returns their paths (csv, json, md, png, tensorboard)."""
+    out = Path(out)
+    paths = write_tables(
+        rows,
+        out,
+        title="SAP on Atari agents under observation attacks",
+        notes=notes(settings, agents, seconds, settings.device),
+        markdown_rows=markdown_rows(rows, settings),
+    )
+    paths["png"] = plot_scores(rows, settings, out / "scores.png")
+    paths["tensorboard"] = log_scalars(rows, settings, out / "tensorboard")
+    return paths
