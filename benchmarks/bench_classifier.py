@@ -1,7 +1,8 @@
 """Throughput of PGD-10 adversarial training: our trainer against a plain reference loop, in one run.
 
-Both train a CIFAR ResNet-18 with PGD-AT (eps 8/255, step 2/255, 10 steps, CE; SGD 0.1 / 0.9 / 5e-4) at batch 128
-on CIFAR-shaped data (generated, 32x32x3 uint8). They differ only in engineering:
+Both train a CIFAR ResNet-18 (``--arch``) with PGD-AT (eps 8/255, step 2/255, 10 steps, CE; SGD 0.1 / 0.9 /
+5e-4) at batch 128 (``--batch-size``) on CIFAR-shaped data (generated, 32x32x3 uint8). They differ only in
+engineering:
 
 - ours: ``classifiers.training.train`` -- the dataset on the device as uint8, batched crop+flip there, bf16
   autocast and channels-last on CUDA (fp32 on CPU), optional ``torch.compile``;
@@ -16,6 +17,7 @@ training images.
     python benchmarks/bench_classifier.py                       # CPU: 2 warm-up + 3 timed batches
     python benchmarks/bench_classifier.py --batches 100         # a GPU: 100 timed batches
     python benchmarks/bench_classifier.py --compile
+    python benchmarks/bench_classifier.py --arch resnet20 --batch-size 32      # a small CPU smoke run
 """
 
 from __future__ import annotations
@@ -34,11 +36,11 @@ from torch.utils.data import DataLoader, Dataset
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from classifiers.data import load_dataset
-from classifiers.models import build_model
+from classifiers.models import ARCHITECTURES, build_model
 from classifiers.training import make_config, train
 from rlrobust.reporting import write_tables
 
-EPS, STEP, STEPS, BATCH = 8 / 255, 2 / 255, 10, 128
+EPS, STEP, STEPS = 8 / 255, 2 / 255, 10
 CIFAR_TRAIN_IMAGES = 50_000
 
 
@@ -72,13 +74,15 @@ def reference_pgd(model, x, y):
     return x_adv.detach()
 
 
-def reference_images_per_second(data, device: str, warmup: int, batches: int, workers: int) -> float:
+def reference_images_per_second(
+    data, device: str, arch: str, batch_size: int, warmup: int, batches: int, workers: int
+) -> float:
     torch.manual_seed(0)
-    model = build_model("resnet18").to(device)
+    model = build_model(arch).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     loader = DataLoader(
         PerImageCifar(data.images, data.labels),
-        batch_size=BATCH,
+        batch_size=batch_size,
         shuffle=True,
         num_workers=workers,
         pin_memory=device == "cuda",
@@ -104,14 +108,14 @@ def reference_images_per_second(data, device: str, warmup: int, batches: int, wo
     return seen / (time.perf_counter() - started)
 
 
-def ours_seconds(n_batches: int, device: str, compile_model: bool, dataset: str) -> float:
+def ours_seconds(n_batches: int, device: str, arch: str, batch_size: int, compile_model: bool, dataset: str) -> float:
     with tempfile.TemporaryDirectory() as out:
         config = make_config(
             "pgd_at",
             dataset=dataset,
-            arch="resnet18",
+            arch=arch,
             epochs=1,
-            batch_size=BATCH,
+            batch_size=batch_size,
             max_batches=n_batches,
             schedule="constant",
             holdout_size=8,
@@ -137,20 +141,23 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=100 if on_gpu else 3, help="timed batches")
     parser.add_argument("--warmup", type=int, default=5 if on_gpu else 2)
     parser.add_argument("--compile", action="store_true", help="torch.compile in our trainer")
+    parser.add_argument("--arch", default="resnet18", choices=sorted(ARCHITECTURES), help="the issue's: resnet18")
+    parser.add_argument("--batch-size", type=int, default=128, help="the issue's: 128")
     parser.add_argument("--workers", type=int, default=4 if on_gpu else 0, help="reference DataLoader workers")
     parser.add_argument("--out", type=Path, default=Path("runs/bench_classifier"))
     args = parser.parse_args()
-    if args.warmup < 1 or args.batches < 1:
-        parser.error("--warmup and --batches must be >= 1")
-    needed = (args.warmup + args.batches) * BATCH
+    if args.warmup < 1 or args.batches < 1 or args.batch_size < 1:
+        parser.error("--warmup, --batches and --batch-size must be >= 1")
+    needed = (args.warmup + args.batches) * args.batch_size
     dataset = "synthetic" if needed <= 2048 else "synthetic-large"
     if needed > 50_000:
         parser.error(f"{needed} images asked for; the generated set has 50,000 (one CIFAR-10 epoch)")
     data = load_dataset(dataset, "train")  # the trainer loads the same images (same seed)
-    short = ours_seconds(args.warmup, args.device, args.compile, dataset)
-    long = ours_seconds(args.warmup + args.batches, args.device, args.compile, dataset)
-    ours = args.batches * BATCH / max(long - short, 1e-9)
-    reference = reference_images_per_second(data, args.device, args.warmup, args.batches, args.workers)
+    shape = (args.arch, args.batch_size)
+    short = ours_seconds(args.warmup, args.device, *shape, args.compile, dataset)
+    long = ours_seconds(args.warmup + args.batches, args.device, *shape, args.compile, dataset)
+    ours = args.batches * args.batch_size / max(long - short, 1e-9)
+    reference = reference_images_per_second(data, args.device, *shape, args.warmup, args.batches, args.workers)
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     ours_setting = "uint8 data on device, batched crop+flip" + (
         ", bf16 autocast, channels-last" if args.device == "cuda" else ", fp32"
@@ -170,7 +177,7 @@ def main() -> None:
         },
     ]
     notes = (
-        f"PGD-10 AT of a CIFAR ResNet-18, batch {BATCH}, on {device_name}, torch {torch.__version__}; "
+        f"PGD-10 AT of a CIFAR {args.arch}, batch {args.batch_size}, on {device_name}, torch {torch.__version__}; "
         f"{args.batches} timed batches after {args.warmup} warm-up batches; speed-up {ours / reference:.2f}x."
     )
     paths = write_tables(

@@ -17,6 +17,7 @@ from torch import nn
 from classifiers.data import DatasetFilesMissing, load_dataset
 from classifiers.models import ARCHITECTURES, load_classifier
 from classifiers.training import METHODS, PRESETS, make_config, train
+from classifiers.training import methods as methods_module
 from classifiers.training import trainer as trainer_module
 from classifiers.training.checkpoint import BEST, LAST, load_training_checkpoint
 from rlrobust.energy import energy, joint_energy
@@ -191,6 +192,26 @@ def test_bf16_autocast_and_channels_last_paths_run_on_cpu(cifar_dir, tmp_path, t
     )
     assert torch.isfinite(torch.tensor(summary["last"]["train.loss"]))
     assert json.loads((tmp_path / "environment.json").read_text())["amp"] == "torch.bfloat16"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_defaults_are_bf16_channels_last_with_the_data_on_the_device(cifar_dir, tmp_path, tiny_arch, monkeypatch):
+    """On a GPU the defaults (amp/channels_last "auto") turn the fast paths on, and every batch the methods see
+    is already on the device."""
+    seen = []
+    real_perturb = methods_module.Trades.perturb
+
+    def spy(self, model, x, y, generator):
+        seen.append((x.device.type, y.device.type, x.is_contiguous(memory_format=torch.channels_last)))
+        return real_perturb(self, model, x, y, generator)
+
+    monkeypatch.setattr(methods_module.Trades, "perturb", spy)
+    summary = train(small_config("weat_adv", cifar_dir, tmp_path, device="cuda", max_batches=2), progress=False)
+    environment = json.loads((tmp_path / "environment.json").read_text())
+    assert environment["amp"] == "torch.bfloat16" and environment["channels_last"] is True
+    assert seen and all(s == ("cuda", "cuda", True) for s in seen)
+    assert torch.isfinite(torch.tensor(summary["last"]["train.loss"]))
 
 
 def test_bad_input_gives_clear_errors(cifar_dir, tmp_path, tiny_arch):

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from classifiers.models import resnet
+from classifiers.models.checkpoints import read_checkpoint
 from classifiers.models.normalize import Normalize
 
 # The normalisation the akamaster checkpoints were trained with.
@@ -92,15 +93,10 @@ def load_akamaster_resnet(path: str | Path, depth: int | None = None) -> CifarRe
     The depth is read from the file name (``resnet20-*.th``) unless given.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+    checkpoint = read_checkpoint(path)  # clear errors for a missing, truncated or foreign file
     if depth is None:
         digits = "".join(c for c in path.name.split("-")[0] if c.isdigit())
         depth = int(digits) if digits else 20
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for truncated or foreign files
-        raise ValueError(f"cannot read checkpoint {path}: {err}") from err
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
         raise ValueError(f"{path} holds no state dict")

@@ -181,15 +181,11 @@ def _train(config: TrainConfig, runtime: Runtime, *, resume: bool, progress: boo
             optimizer.step()
             if per_batch:
                 scheduler.step()
-            with torch.no_grad():
-                totals += torch.stack(
-                    [
-                        torch.tensor(float(len(y)), device=device, dtype=torch.float64),
-                        loss.detach().double() * len(y),
-                        _correct(natural, y),
-                        _correct(adversarial, y),
-                    ]
-                )
+            with torch.no_grad():  # device-side sums: no host-device copy, so no synchronisation per batch
+                totals[0] += len(y)
+                totals[1] += loss.detach().double() * len(y)
+                totals[2] += _correct(natural, y)
+                totals[3] += _correct(adversarial, y)
             if batch_index % 20 == 0:
                 bar.set_postfix(loss=f"{loss.item():.3f}")
         if runtime.device.type == "cuda":

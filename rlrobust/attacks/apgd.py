@@ -7,9 +7,13 @@ PGD with momentum and a step size that adapts itself, so that no step size has t
 - ``x_{k+1} = P(x_k + a (z_{k+1} - x_k) + (1 - a)(x_k - x_{k-1}))`` with ``z_{k+1} = P(x_k + eta * dir(grad))``
   and momentum ``a = 0.75`` (``a = 1`` on the first step);
 - at checkpoints ``w_j`` (after 22 % of the budget, then at intervals that shrink by 3 % of it down to 6 %),
-  an input's step is halved and its iterate reset to its best point so far when either (1) fewer than
+  an input's step is halved and its iterate reset to its best point so far when either (1) at most
   ``rho = 75 %`` of the steps since the last checkpoint raised its objective, or (2) its step was not halved at
-  the last checkpoint and its best objective has not improved since.
+  the last checkpoint (taken as halved before the first one) and its best objective has not improved since.
+
+These rules follow AutoAttack's code (``check_oscillation``'s ``<=``, ``reduced_last_check`` starting true). One
+deliberate difference: AutoAttack's first interval compares its first iterate's loss with 0 (an unset buffer
+entry), where we compare it with the loss at the start point, as the paper defines the count.
 
 Each input returns, in this order of preference, a point the model misclassifies (reaches the target when
 ``targeted``) with the highest objective found, else the point of highest objective. With class labels, restarts
@@ -283,7 +287,8 @@ def _single_run(
     previous, last_objective = current, objective
     checks = checkpoint_iterations(settings.steps)
     interval_start, rises = 0, torch.zeros(n, device=x.device)
-    halved_last = torch.zeros(n, dtype=torch.bool, device=x.device)
+    # As in AutoAttack's code, condition (2) cannot fire at the first checkpoint ("halved last time" starts true).
+    halved_last = torch.ones(n, dtype=torch.bool, device=x.device)
     top_at_last_check = top_objective.clone()
     for k in range(1, settings.steps + 1):
         a = 1.0 if k == 1 else settings.momentum
@@ -305,13 +310,12 @@ def _single_run(
 
         if checks and k == checks[0]:
             interval = k - interval_start
-            too_few_rises = rises < settings.rho * interval
+            too_few_rises = rises <= settings.rho * interval  # AutoAttack: "t <= k * k3"
             stalled = ~halved_last & (top_objective <= top_at_last_check)
             halve = too_few_rises | stalled
             step = torch.where(_rows(halve, step), step / 2, step)
             current = torch.where(_rows(halve, current), top, current)
             grad = torch.where(_rows(halve, grad), top_grad, grad)
-            last_objective = torch.where(halve, top_objective, last_objective)
             halved_last, top_at_last_check = halve, top_objective.clone()
             interval_start, rises = k, torch.zeros_like(rises)
             checks.pop(0)
