@@ -1,0 +1,190 @@
+"""The SAP paper's image grid: accuracy against the FGSM budget lambda for every model variant, with the attacks
+the paper used and the adaptive one it did not.
+
+Budgets are lambda on the 0-255 scale (eps = lambda / 255 on [0, 1] images). Per variant:
+
+- ``FGSM``: white-box on deterministic models; on stochastic ones ``FGSM MC n=N``, the paper's Monte-Carlo
+  attacker (input gradient averaged over ``n`` passes), one row per ``n`` asked for;
+- ``FGSM transfer``: FGSM computed on the dense model (every variant but dense);
+- ``iterative`` (step ``k``, ``ceil(lambda/k)`` steps, ``iterative_mc`` passes per gradient) for dense and the SAP
+  variants, and ``iterative transfer`` from dense for the SAP variants (the paper's Fig. 1(c));
+- ``EOT-PGD`` (adaptive): PGD with a random start whose every gradient averages ``adaptive_eot`` passes, against each
+  stochastic variant; plain PGD for the deterministic ones.
+
+Stochastic variants predict by the mean softmax of ``samples`` passes. Each (variant, attack, lambda) keeps the
+predicted probabilities, so accuracy and calibration come from the same predictions.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from classifiers.data.dataset import ImageDataset
+from classifiers.experiments.variants import Variant, build_variant
+from rlrobust.attacks import fgsm, iterative, pgd
+from rlrobust.stochastic import predict_proba
+
+AttackFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, float, torch.Generator], torch.Tensor]
+PAPER_LAMBDAS = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
+
+
+@dataclass(frozen=True)
+class GridSettings:
+    """What to run; lambdas on the 0-255 scale."""
+
+    lambdas: tuple[float, ...] = PAPER_LAMBDAS
+    samples: int = 100  # passes per prediction of a stochastic model (the paper: 100)
+    mc_samples: tuple[int, ...] = (100,)  # n of the Monte-Carlo FGSM (the paper: 100; 1, 10, 1000 in Fig. 6)
+    iterative_lambdas: tuple[float, ...] = (0.0, 1.0, 2.0, 4.0)
+    iterative_step: float = 1.0
+    iterative_mc: int = 10  # passes per gradient of the iterative attack on a stochastic model (the paper: 10)
+    adaptive_lambdas: tuple[float, ...] = (2.0, 8.0)
+    adaptive_steps: int = 10
+    adaptive_eot: int = 10
+    adaptive_step_frac: float = 0.25
+    batch_size: int = 100
+    sap_sampling: str = "exact"
+
+    def __post_init__(self) -> None:
+        for name in ("lambdas", "iterative_lambdas", "adaptive_lambdas"):
+            if any(not 0 <= lam <= 255 for lam in getattr(self, name)):
+                raise ValueError(f"{name} must lie in [0, 255] (pixel units), got {getattr(self, name)}")
+        counts = (self.samples, self.iterative_mc, self.adaptive_steps, self.adaptive_eot, self.batch_size)
+        if min(counts) < 1 or not self.mc_samples or min(self.mc_samples) < 1:
+            raise ValueError("samples, mc_samples, iterative_mc, adaptive_steps/eot and batch_size must be >= 1")
+        if self.iterative_step <= 0 or not 0 < self.adaptive_step_frac <= 1:
+            raise ValueError("iterative_step must be > 0 and adaptive_step_frac in (0, 1]")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One attack on one variant over some budgets; ``source`` is the model the attack is computed on."""
+
+    variant: str
+    attack: str
+    lambdas: tuple[float, ...]
+    run: AttackFn
+    source: str  # "self" or "dense"
+    paper_attack: bool = False  # the attack of the paper's calibration figure for this variant
+
+
+@dataclass
+class GridResult:
+    """Predicted probabilities per (variant, attack, lambda), the labels and the seconds spent attacking."""
+
+    labels: torch.Tensor
+    probs: dict[tuple[str, str, float], torch.Tensor] = field(default_factory=dict)
+    seconds: dict[tuple[str, str, float], float] = field(default_factory=dict)
+    cases: list[Case] = field(default_factory=list)
+
+
+def attack_cases(variant: Variant, settings: GridSettings) -> list[Case]:
+    """The attacks the grid runs on ``variant`` (see the module docstring)."""
+    name, s = variant.name, settings
+    cases: list[Case] = []
+    if variant.stochastic:
+        for n in s.mc_samples:
+            cases.append(Case(name, f"FGSM MC n={n}", s.lambdas, _fgsm(n), "self", n == s.mc_samples[0]))
+    else:
+        cases.append(Case(name, "FGSM", s.lambdas, _fgsm(1), "self", True))
+    if variant.base != "dense" or variant.defence is not None:
+        cases.append(Case(name, "FGSM transfer from dense", s.lambdas, _fgsm(1), "dense"))
+    if (variant.defence is None and variant.base == "dense") or variant.is_sap:
+        n_iter = s.iterative_mc if variant.stochastic else 1
+        label = f"iterative MC n={n_iter}" if variant.stochastic else "iterative"
+        cases.append(Case(name, label, s.iterative_lambdas, _iterative(s.iterative_step, n_iter), "self"))
+        if variant.is_sap and variant.base == "dense":
+            transfer = _iterative(s.iterative_step, 1)
+            cases.append(Case(name, "iterative transfer from dense", s.iterative_lambdas, transfer, "dense"))
+    eot = s.adaptive_eot if variant.stochastic else 1
+    label = f"EOT-PGD-{s.adaptive_steps} n={eot} (adaptive)" if variant.stochastic else f"PGD-{s.adaptive_steps}"
+    cases.append(Case(name, label, s.adaptive_lambdas, _pgd(s.adaptive_steps, s.adaptive_step_frac, eot), "self"))
+    return cases
+
+
+def run_grid(
+    bases: dict[str, nn.Module],
+    variants: Sequence[Variant],
+    data: ImageDataset,
+    settings: GridSettings,
+    *,
+    seed: int = 0,
+    progress: bool = True,
+) -> GridResult:
+    """Attack every variant as :func:`attack_cases` says, batch by batch; returns the predictions."""
+    if "dense" not in bases:
+        raise ValueError("the grid needs the dense model (transfer attacks are computed on it)")
+    names = [v.name for v in variants]
+    if len(set(names)) != len(names):
+        raise ValueError(f"model variants repeat: {names}")
+    device = data.device
+    models = {
+        v.name: build_variant(
+            v, bases, torch.Generator(device=device).manual_seed(seed + 1 + i), sap_sampling=settings.sap_sampling
+        )
+        for i, v in enumerate(variants)
+    }
+    cases = [c for v in variants for c in attack_cases(v, settings)]
+    passes = {v.name: settings.samples if v.stochastic else 1 for v in variants}
+    result = GridResult(labels=data.labels.cpu(), cases=cases)
+    pieces: dict[tuple[str, str, float], list[torch.Tensor]] = {}
+    generator = torch.Generator(device=device).manual_seed(seed)
+    units = sum(len(c.lambdas) for c in cases) + len(variants)
+    batches = range(0, len(data), settings.batch_size)
+    bar = tqdm(total=units * len(batches), desc="SAP grid", disable=not progress)
+    for start in batches:
+        index = torch.arange(start, min(start + settings.batch_size, len(data)), device=device)
+        x, y = data.floats(index).contiguous(), data.labels[index]
+        transferred: dict[tuple[str, float], torch.Tensor] = {}
+        clean = {}
+        for v in variants:
+            clean[v.name] = predict_proba(models[v.name], x, passes[v.name]).cpu()
+            bar.update(1)
+        for case in cases:
+            model = models[case.variant]
+            for lam in case.lambdas:
+                key = (case.variant, case.attack, lam)
+                began = time.perf_counter()
+                if lam == 0:  # no attack: the clean prediction (a stochastic model is not drawn again)
+                    probs = clean[case.variant]
+                else:
+                    if case.source == "dense":
+                        cache = (case.attack, lam)
+                        if cache not in transferred:
+                            transferred[cache] = case.run(bases["dense"], x, y, lam / 255, generator)
+                        x_adv = transferred[cache]
+                    else:
+                        x_adv = case.run(model, x, y, lam / 255, generator)
+                    _check_budget(x_adv, x, lam, key)
+                    probs = predict_proba(model, x_adv, passes[case.variant]).cpu()
+                pieces.setdefault(key, []).append(probs)
+                result.seconds[key] = result.seconds.get(key, 0.0) + time.perf_counter() - began
+                bar.update(1)
+    bar.close()
+    result.probs = {key: torch.cat(parts) for key, parts in pieces.items()}
+    return result
+
+
+def _fgsm(n: int) -> AttackFn:
+    return lambda m, x, y, eps, g: fgsm(m, x, y, eps=eps, eot_samples=n)
+
+
+def _iterative(step: float, n: int) -> AttackFn:
+    return lambda m, x, y, eps, g: iterative(m, x, y, eps=eps, step=step / 255, eot_samples=n)
+
+
+def _pgd(steps: int, frac: float, n: int) -> AttackFn:
+    return lambda m, x, y, eps, g: pgd(m, x, y, eps=eps, step=frac * eps, steps=steps, eot_samples=n, generator=g)
+
+
+def _check_budget(x_adv: torch.Tensor, x: torch.Tensor, lam: float, key: tuple) -> None:
+    """An attack that leaves its budget or [0, 1] must not pass for a strong one."""
+    excess = (x_adv - x).abs().max().item() * 255 - lam
+    if excess > 1e-3 or x_adv.min() < 0 or x_adv.max() > 1:
+        raise RuntimeError(f"{key}: the attack left its budget or [0, 1] (excess {excess:.2e} in 0-255 units)")

@@ -1,0 +1,96 @@
+"""WEAT's energy lens: how attacks move a classifier's energies, and how energies evolve over adversarial training.
+
+    python scripts/energy_analysis.py --model $SHARED/cifar10_robust_models/alpha-beta-CROWN/resnet4b.pth \
+        --model $SHARED/cifar10_models/akamaster_pytorch_resnet_cifar10/resnet20-12fca82f.th --images 500
+    python scripts/energy_analysis.py --runs runs/pgd_at runs/trades        # curves from training logs
+
+With ``--model`` (repeatable): histograms of ``E(x)`` and ``E(x, y)`` for natural images and their untargeted (PGD,
+APGD-T) and targeted (PGD toward a random wrong class) adversarial versions, and a table of the mean shifts (the
+paper: untargeted attacks lower ``E(x)``, targeted ones raise it). With ``--runs`` (run folders of
+scripts/train_classifier.py): natural and adversarial energy against the epoch with the three phases marked, and the
+runs' energy gaps side by side (TRADES against PGD-AT). Writes energy_shift.*, energy_<model>.png, energy_curves.*
+and energy_curves.png under ``--out``. ($SHARED: ../shared/data)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from classifiers.experiments import cli
+from classifiers.experiments.energy_curves import curve_rows, plot_curves, read_run
+from classifiers.experiments.energy_lens import KINDS, LensSettings, measure_energies, plot_histograms, summary_rows
+from classifiers.experiments.figures import write_scalars
+from rlrobust.reporting import write_tables
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, action="append", default=[], help="a model file (repeatable)")
+    parser.add_argument("--runs", type=Path, nargs="+", default=[], help="training run folders (metrics.csv)")
+    parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS, help="inputs to compare")
+    parser.add_argument("--eps", type=float, default=8.0, help="L-inf budget on the 0-255 scale")
+    parser.add_argument("--steps", type=int, default=20, help="PGD steps (untargeted and targeted)")
+    parser.add_argument("--apgd-steps", type=int, default=50)
+    parser.add_argument("--target-classes", type=int, default=3, help="APGD-T's wrong classes tried in turn")
+    parser.add_argument("--batch-size", type=int, default=128)
+    cli.add_data_flags(parser)
+    cli.add_common_flags(parser, "runs/energy_analysis")
+    args = parser.parse_args(argv)
+    if not args.model and not args.runs:
+        parser.error("give --model (energies under attack) and/or --runs (energy curves of training runs)")
+    if not 0 < args.eps <= 255:
+        parser.error("--eps must lie in (0, 255] (pixel units)")
+    cli.check_counts(parser, args, ("steps", "apgd_steps", "target_classes", "batch_size", "images"))
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    device = cli.setup(args)
+    if args.model:
+        analyse_models(args, device)
+    if args.runs:
+        runs = [read_run(path) for path in args.runs]
+        rows = curve_rows(runs)
+        paths = write_tables(rows, args.out, "energy_curves", title="Energies over adversarial training")
+        plot_curves(runs, args.out / "energy_curves.png")
+        print(paths["md"].read_text())
+        print(f"Curves: {args.out / 'energy_curves.png'}")
+
+
+def analyse_models(args: argparse.Namespace, device) -> None:
+    data = cli.load_data(args).to(device)
+    settings = LensSettings(
+        eps=args.eps / 255,
+        steps=args.steps,
+        apgd_steps=args.apgd_steps,
+        target_classes=args.target_classes,
+        batch_size=args.batch_size,
+    )
+    rows = []
+    for path in args.model:
+        model = cli.load_model(path, data, device)
+        energies = measure_energies(model, data, args.kinds, settings, seed=args.seed, progress=not args.quiet)
+        rows += summary_rows(energies, path.name)
+        plot_histograms(energies, args.out / f"energy_{path.stem}.png", title=f"{path.name}, {len(data)} images")
+    notes = (
+        f"{len(data)} images of {data.name}; L-inf eps {args.eps:g}/255; PGD {args.steps} steps of eps/4 with a random "
+        f"start; APGD-T {args.apgd_steps} steps over {args.target_classes} target classes; pgd-targeted descends "
+        f"cross-entropy toward a random wrong class. E(x) = -logsumexp f(x); E(x,y) with the true label. Shifts are "
+        f"against the natural images; 'share E(x) raised' counts images whose E(x) went up. Seed {args.seed}."
+        + "".join(f" Note: {n}." for n in data.notes)
+    )
+    paths = write_tables(
+        rows, args.out, "energy_shift", title="Energies of natural and adversarial inputs", notes=notes
+    )
+    write_scalars(args.out, rows, lambda r: f"energy/{r['model']}", "E(x) mean", lambda r: KINDS.index(r["input"]))
+    print(paths["md"].read_text())
+    print(f"Histograms: {args.out}/energy_*.png")
+
+
+if __name__ == "__main__":
+    cli.run_main(main)
