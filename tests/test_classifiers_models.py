@@ -93,6 +93,9 @@ def test_training_checkpoint_round_trip(tmp_path):
     assert torch.equal(loaded(x), model(x))
     with pytest.raises(ValueError, match="10 output classes but the data has 100"):
         load_classifier(path, num_classes=100)
+    named_like_a_shared_model = tmp_path / "resnet4b_my_run.pt"  # our checkpoint wins over the file-name rule
+    named_like_a_shared_model.write_bytes(path.read_bytes())
+    assert torch.equal(load_classifier(named_like_a_shared_model)(x), model(x))
 
 
 def test_bad_model_files_and_names(tmp_path):

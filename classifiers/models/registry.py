@@ -71,20 +71,19 @@ def load_classifier(path: str | Path, *, num_classes: int | None = None) -> nn.M
     given, must match the model's.
     """
     path = Path(path)
+    checkpoint = read_checkpoint(path)
     name = shared_robust_name(path)
-    if name is not None:
+    if isinstance(checkpoint, dict) and checkpoint.get("format") == CHECKPOINT_FORMAT:
+        model = model_from_checkpoint(checkpoint, path)  # ours first: a run may be named like a shared model
+    elif name is not None:
         model = load_shared_robust_model(path, name)
+    elif isinstance(checkpoint, dict) and "state_dict" in checkpoint and path.name.startswith("resnet"):
+        model = load_akamaster_resnet(path)
     else:
-        checkpoint = read_checkpoint(path)
-        if isinstance(checkpoint, dict) and checkpoint.get("format") == CHECKPOINT_FORMAT:
-            model = model_from_checkpoint(checkpoint, path)
-        elif isinstance(checkpoint, dict) and "state_dict" in checkpoint and path.name.startswith("resnet"):
-            model = load_akamaster_resnet(path)
-        else:
-            raise ValueError(
-                f"{path} is not a model file this loader knows: expected a checkpoint of scripts/train_classifier.py, "
-                f"an akamaster resnetNN-*.th or one of the shared robust models"
-            )
+        raise ValueError(
+            f"{path} is not a model file this loader knows: expected a checkpoint of scripts/train_classifier.py, "
+            f"an akamaster resnetNN-*.th or one of the shared robust models"
+        )
     classes = output_classes(model)
     if num_classes is not None and classes != num_classes:
         raise ValueError(f"{path} has {classes} output classes but the data has {num_classes}")
