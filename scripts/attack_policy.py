@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from agents import load_agent, resolve_game
 from agents.actor_critic import ActorCritic, load_actor_critic
 from agents.env import action_meanings, fire_action, make_atari_eval_vec_env
+from rlrobust.cli import run_main
 from rlrobust.reporting import atomic_write_text, write_tables
 from wrappers import VectorAdversarialObservation, VectorRandomNoiseObservation
 from wrappers.evaluation import first_episodes, greedy_policy, summarise
@@ -237,7 +238,4 @@ def write_outputs(args: argparse.Namespace, rows: list[dict], victim_name: str, 
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, FileNotFoundError) as err:  # bad game, agent file or settings: say so, no traceback
-        raise SystemExit(f"error: {err}") from None
+    run_main(main)

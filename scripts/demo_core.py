@@ -28,6 +28,7 @@ from agents import NatureQNetwork, load_agent, make_atari_env
 from agents.rollout import collect_observations
 from rlrobust import stochastic
 from rlrobust.attacks import fgsm, iterative, pgd
+from rlrobust.cli import run_main
 from rlrobust.reporting import pivot, write_tables
 from rlrobust.sap import insert_sap
 
@@ -190,7 +191,4 @@ def write_outputs(args, rows, clean_frame, examples, victim_name, seconds) -> No
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, FileNotFoundError) as err:  # bad game, agent file or settings: say so, no traceback
-        raise SystemExit(f"error: {err}") from None
+    run_main(main)

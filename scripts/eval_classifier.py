@@ -29,6 +29,7 @@ from classifiers.data import DATASETS, dataset_spec, load_dataset
 from classifiers.evaluation import ATTACK_NAMES, EvaluationSettings, build_attacks, evaluate_robustness
 from classifiers.evaluation.plots import plot_accuracy_vs_budget
 from classifiers.models import load_classifier
+from rlrobust.cli import run_main
 from rlrobust.reporting import pivot, write_tables
 from rlrobust.sap import insert_sap
 
@@ -134,7 +135,4 @@ def write_outputs(args: argparse.Namespace, rows: list[dict], data) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, FileNotFoundError) as err:  # bad model file, data, class count or settings
-        raise SystemExit(f"error: {err}") from None
+    run_main(main)

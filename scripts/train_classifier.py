@@ -24,6 +24,7 @@ from classifiers.data import DATASETS
 from classifiers.models import ARCHITECTURES
 from classifiers.training import METHODS, PRESETS, TrainConfig, make_config, train
 from classifiers.training.config import SCHEDULES
+from rlrobust.cli import run_main
 
 CHOICES = {
     "dataset": sorted(DATASETS),
@@ -86,7 +87,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, FileNotFoundError) as err:  # bad settings, missing data or a checkpoint that does not fit
-        raise SystemExit(f"error: {err}") from None
+    run_main(main)

@@ -12,9 +12,11 @@ from torch import nn
 
 from classifiers.data import DATASETS, ImageDataset, dataset_spec, load_dataset
 from classifiers.models import load_classifier
+from rlrobust.cli import USER_ERRORS as CORE_USER_ERRORS
+from rlrobust.cli import run_main as run_cli
 
 #: Errors a user can cause (bad file, data or setting, a missing optional library); one line by :func:`run_main`.
-USER_ERRORS = (ValueError, FileNotFoundError, ImportError)
+USER_ERRORS = (*CORE_USER_ERRORS, ImportError)
 
 
 def add_common_flags(parser: argparse.ArgumentParser, default_out: str) -> None:
@@ -73,8 +75,5 @@ def load_model(path: Path, data: ImageDataset, device: torch.device) -> nn.Modul
 
 
 def run_main(main: Callable[[], None]) -> None:
-    """Run a script's ``main``; a user error ends it with ``error: ...`` on stderr and exit status 1."""
-    try:
-        main()
-    except USER_ERRORS as err:
-        raise SystemExit(f"error: {err}") from None
+    """Run a script's ``main``; a user error (a missing optional library included) ends it with one ``error:`` line."""
+    run_cli(main, USER_ERRORS)
