@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from agents.checkpoints import read_state_dict
-from agents.networks import scaled_frames
+from agents.networks import atari_conv_stack, scaled_frames
 
 HIDDEN = 512
 
@@ -28,17 +28,7 @@ class _ConvTrunk(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.main = nn.Sequential(
-            nn.Conv2d(4, 32, kernel_size=8, stride=4),
-            nn.ReLU(),
-            nn.Conv2d(32, 64, kernel_size=4, stride=2),
-            nn.ReLU(),
-            nn.Conv2d(64, 32, kernel_size=3, stride=1),
-            nn.ReLU(),
-            nn.Flatten(),
-            nn.Linear(32 * 7 * 7, HIDDEN),
-            nn.ReLU(),
-        )
+        self.main = nn.Sequential(*atari_conv_stack(32), nn.Flatten(), nn.Linear(32 * 7 * 7, HIDDEN), nn.ReLU())
         self.critic_linear = nn.Linear(HIDDEN, 1)
 
 

@@ -18,20 +18,25 @@ def scaled_frames(frames: torch.Tensor) -> torch.Tensor:
     return frames.float() / 255.0
 
 
+def atari_conv_stack(last_channels: int) -> list[nn.Module]:
+    """DeepMind's conv stack on 4x84x84 frames, ReLU after each: conv 32 8x8/4, conv 64 4x4/2, conv
+    ``last_channels`` 3x3/1 (out: ``last_channels`` x 7 x 7). The Nature DQN uses 64, the PPO/A2C trunk 32."""
+    return [
+        nn.Conv2d(4, 32, kernel_size=8, stride=4),
+        nn.ReLU(),
+        nn.Conv2d(32, 64, kernel_size=4, stride=2),
+        nn.ReLU(),
+        nn.Conv2d(64, last_channels, kernel_size=3, stride=1),
+        nn.ReLU(),
+    ]
+
+
 class NatureQNetwork(nn.Module):
     """Mnih et al. (2015) / the SAP paper's appendix: conv 32 8x8/4, conv 64 4x4/2, conv 64 3x3/1, fc 512."""
 
     def __init__(self, n_actions: int) -> None:
         super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(4, 32, kernel_size=8, stride=4),
-            nn.ReLU(),
-            nn.Conv2d(32, 64, kernel_size=4, stride=2),
-            nn.ReLU(),
-            nn.Conv2d(64, 64, kernel_size=3, stride=1),
-            nn.ReLU(),
-            nn.Flatten(),
-        )
+        self.features = nn.Sequential(*atari_conv_stack(64), nn.Flatten())
         self.head = nn.Sequential(nn.Linear(64 * 7 * 7, 512), nn.ReLU(), nn.Linear(512, n_actions))
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
