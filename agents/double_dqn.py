@@ -12,12 +12,19 @@ subclass changes what the paper's recipe or speed needs and says why next to eac
 - ``exploration_steps``: epsilon anneals over a fixed number of agent steps, as the papers' "first 1M steps",
   instead of SB3's fraction of the run (which would change with ``--total-steps`` and on resume).
 - ``predict``: with several envs, one epsilon coin per env (SB3 draws one coin for all of them) and one batched
-  forward pass for the greedy ones.
+  forward pass for the greedy ones, straight through the network under inference mode.
+- ``compile_update``: optionally runs the minibatch loss (with its backward graph) and the RMSProp step through
+  ``torch.compile``. A Double-DQN update does one forward pass more than SB3's vanilla one; compiled, the
+  optimizer's seven passes over the weights become one fused loop, which more than pays for it on a CPU (see
+  benchmarks/RESULTS.md). If compiling fails on the first update (no C++ compiler, say), it warns and trains
+  eagerly.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import warnings
 from typing import Any, ClassVar
 
 import numpy as np
@@ -27,7 +34,8 @@ from stable_baselines3 import DQN
 from stable_baselines3.common.policies import BasePolicy
 from torch import nn
 
-from agents.policies import AtariQPolicy
+from agents.networks import FRAME_SHAPE
+from agents.policies import AtariQNetwork, AtariQPolicy
 
 
 def double_q_target(
@@ -52,19 +60,36 @@ def linear_epsilon(step: int, start: float, final: float, steps: int) -> float:
     return start + (final - start) * min(1.0, step / steps)
 
 
+class _DropProfilerNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Profiler record function")
+
+
+def _quiet_dynamo_profiler_notice() -> None:
+    """Drop dynamo's warning that it skips the profiler hook of ``Optimizer.step`` (harmless, and printed in the
+    middle of the progress bar)."""
+    logger = logging.getLogger("torch._dynamo.variables.ctx_manager")
+    if not any(isinstance(f, _DropProfilerNotice) for f in logger.filters):
+        logger.addFilter(_DropProfilerNotice())
+
+
 class DoubleDQN(DQN):
     """SB3's DQN with the Double-DQN target (see the module docstring for every difference).
 
     Takes every argument of ``stable_baselines3.DQN`` plus ``exploration_steps`` (anneal epsilon from
     ``exploration_initial_eps`` to ``exploration_final_eps`` over this many agent steps; ``None`` keeps SB3's
-    ``exploration_fraction``). ``max_grad_norm=None`` turns gradient clipping off. The policy ``"AtariQPolicy"``
-    puts :class:`~agents.networks.NatureQNetwork` inside SB3's policy.
+    ``exploration_fraction``) and ``compile_update`` (run each update through ``torch.compile``; worth its one-off
+    compile time of 5-30 s on long runs). ``max_grad_norm=None`` turns gradient clipping off. The policy
+    ``"AtariQPolicy"`` puts :class:`~agents.networks.NatureQNetwork` inside SB3's policy.
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {**DQN.policy_aliases, "AtariQPolicy": AtariQPolicy}
 
-    def __init__(self, *args: Any, exploration_steps: int | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, exploration_steps: int | None = None, compile_update: bool = False, **kwargs: Any
+    ) -> None:
         self.exploration_steps = exploration_steps
+        self.compile_update = compile_update
         super().__init__(*args, **kwargs)
 
     # ------------------------------------------------------------------ exploration
@@ -83,42 +108,99 @@ class DoubleDQN(DQN):
         episode_start: np.ndarray | None = None,
         deterministic: bool = False,
     ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
-        if deterministic or isinstance(observation, dict) or not self.policy.is_vectorized_observation(observation):
+        atari = isinstance(self.q_net, AtariQNetwork)
+        if atari:
+            batched = isinstance(observation, np.ndarray) and observation.ndim == len(FRAME_SHAPE) + 1
+        else:
+            batched = not isinstance(observation, dict) and self.policy.is_vectorized_observation(observation)
+        if deterministic or not batched:
             return super().predict(observation, state, episode_start, deterministic)
         n = len(observation)
         explore = np.random.rand(n) < self.exploration_rate
         actions = np.random.randint(self.action_space.n, size=n)
         if not explore.all():
-            greedy, _ = self.policy.predict(observation, deterministic=True)
+            greedy = self._greedy_actions(observation) if atari else self.policy.predict(observation, True)[0]
             actions = np.where(explore, actions, greedy)
         return actions, state
+
+    def _greedy_actions(self, observation: np.ndarray) -> np.ndarray:
+        """argmax_a Q(s, a) for a batch of frame stacks, for acting while training: one forward pass under
+        inference mode, without SB3's per-call preprocessing and train/eval switch, which cost about as much as
+        the pass itself at batch 1 (our Q-networks have no layer that behaves differently in the two modes)."""
+        with torch.inference_mode():
+            return self.q_net(torch.as_tensor(observation, device=self.device)).argmax(dim=1).cpu().numpy()
 
     # ------------------------------------------------------------------ learning
     def train(self, gradient_steps: int, batch_size: int = 32) -> None:
         if self.replay_buffer.size() * self.n_envs < self.learning_starts:
             return  # a resumed run refills its (unsaved) replay first
-        self.policy.set_training_mode(True)
+        if not self.policy.training:  # the switch walks every module; acting while training leaves it on
+            self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
         batch = self.replay_buffer.sample(batch_size * gradient_steps, env=self._vec_normalize_env)
-        clip = self.max_grad_norm is not None and math.isfinite(self.max_grad_norm) and self.max_grad_norm > 0
         for step in range(gradient_steps):
             part = slice(step * batch_size, (step + 1) * batch_size)
             discounts = batch.discounts[part] if batch.discounts is not None else self.gamma
-            target = self.td_target(batch.next_observations[part], batch.rewards[part], batch.dones[part], discounts)
-            q_values = self.q_net(batch.observations[part])
-            chosen = q_values.gather(1, batch.actions[part].long())
-            loss = F.smooth_l1_loss(chosen, target)  # Huber: the papers' error clipping to [-1, 1]
-            self.policy.optimizer.zero_grad()
-            loss.backward()
-            if clip:
-                nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
-            self.policy.optimizer.step()
-            self._loss_sum += loss.detach()
-            self._q_sum += q_values.detach().max(dim=1).values.mean()
+            minibatch = (batch.observations[part], batch.actions[part], batch.next_observations[part])
+            loss, mean_q = self._update(*minibatch, batch.rewards[part], batch.dones[part], discounts)
+            self._loss_sum += loss
+            self._q_sum += mean_q
         self._stat_count += gradient_steps
-        self._last_loss = loss.detach()
+        self._last_loss = loss
         self._n_updates += gradient_steps
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+
+    def minibatch_loss(
+        self,
+        obs: torch.Tensor,
+        actions: torch.Tensor,
+        next_obs: torch.Tensor,
+        rewards: torch.Tensor,
+        dones: torch.Tensor,
+        discounts: torch.Tensor | float,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Huber loss of Q(s, a) to the TD target (the papers' error clipping to [-1, 1]), and the minibatch's mean
+        max-Q for the logs."""
+        target = self.td_target(next_obs, rewards, dones, discounts)
+        q_values = self.q_net(obs)
+        loss = F.smooth_l1_loss(q_values.gather(1, actions.long()), target)
+        return loss, q_values.detach().max(dim=1).values.mean()
+
+    def _optimizer_step(self) -> None:
+        self.policy.optimizer.step()
+
+    def _gradient_step(self, loss_fn, step_fn, *minibatch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        loss, mean_q = loss_fn(*minibatch)
+        self.policy.optimizer.zero_grad()
+        loss.backward()
+        if self.max_grad_norm is not None and math.isfinite(self.max_grad_norm) and self.max_grad_norm > 0:
+            nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+        step_fn()
+        return loss.detach(), mean_q
+
+    def _update(self, *minibatch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """One gradient update, compiled when ``compile_update`` is set; returns (loss, mean max-Q)."""
+        if not self.compile_update:
+            return self._gradient_step(self.minibatch_loss, self._optimizer_step, *minibatch)
+        if self._compiled is None:
+            _quiet_dynamo_profiler_notice()
+            self._compiled = (torch.compile(self.minibatch_loss), torch.compile(self._optimizer_step))
+        if self._compile_checked:
+            return self._gradient_step(*self._compiled, *minibatch)
+        try:  # the first call compiles (forward, backward, optimizer step) before anything is changed
+            result = self._gradient_step(*self._compiled, *minibatch)
+        except Exception as error:  # no C++ compiler, an unsupported platform or op: train eagerly instead
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            warnings.warn(
+                f"torch.compile of the Double-DQN update failed ({type(error).__name__}: {first_line}); "
+                "training without compiling",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            self.compile_update, self._compiled = False, None
+            return self._update(*minibatch)
+        self._compile_checked = True
+        return result
 
     def td_target(
         self, next_obs: torch.Tensor, rewards: torch.Tensor, dones: torch.Tensor, discounts: torch.Tensor | float
@@ -148,6 +230,9 @@ class DoubleDQN(DQN):
         super()._setup_model()
         self._reset_train_stats()
         self._last_loss: torch.Tensor | None = None
+        self._compiled: tuple[Any, Any] | None = None  # (loss, optimizer step) through torch.compile, made lazily
+        self._compile_checked = False
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_loss_sum", "_q_sum", "_stat_count", "_last_loss"]
+        excluded = ("_loss_sum", "_q_sum", "_stat_count", "_last_loss", "_compiled", "_compile_checked")
+        return [*super()._excluded_save_params(), *excluded]

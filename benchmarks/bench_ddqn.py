@@ -4,8 +4,11 @@ Training speed: agent steps per second of our trainer (DoubleDQN, frame replay, 
 (``CnnPolicy``, its ``ReplayBuffer``, its Atari wrappers + ``VecFrameStack``) on the same game, machine and
 settings: one update of batch 32 per 4 agent steps, the same RMSProp, epsilon schedule and torch threads. The runs
 alternate (ours, SB3, ours, SB3, ...) and each is timed separately before and after ``learning_starts``.
-A Double-DQN update does one more forward pass (the online network on s') than SB3's vanilla DQN update, so a
-third trainer -- ours with SB3's max-target swapped in, for timing only -- compares the two pipelines at equal work.
+A Double-DQN update does one more forward pass (the online network on s') than SB3's vanilla DQN update. Our
+trainer runs twice, with its update compiled (``--compile on``, what ``auto`` picks for runs of 10,000 updates and
+more) and eagerly; a third, eager, with SB3's max-target swapped in (timing only) compares the two pipelines at
+equal work. The learning rate of steps counts from the end of the first update, whose time (the compile, where
+there is one) is its own column.
 
 Replay memory: allocated bytes per transition of our ``FrameReplayBuffer`` and of SB3's ``ReplayBuffer`` (with and
 without ``optimize_memory_usage``), the resident memory each really uses after holding the same stream of real-size
@@ -32,6 +35,7 @@ from stable_baselines3 import DQN
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_atari_env as sb3_make_atari_env
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import VecFrameStack
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -45,7 +49,7 @@ ATARI_OBS = spaces.Box(0, 255, (4, 84, 84), dtype=np.uint8)
 
 
 class PhaseTimer(BaseCallback):
-    """Wall time of the steps before and after ``learning_starts``."""
+    """Wall time of the steps before ``learning_starts`` and of those after the first update (which may compile)."""
 
     def __init__(self, learning_starts: int) -> None:
         super().__init__()
@@ -54,19 +58,24 @@ class PhaseTimer(BaseCallback):
     def _on_training_start(self) -> None:
         self.start = time.perf_counter()
         self.learn_at: tuple[float, int] | None = None
+        self.first_update_at: tuple[float, int] | None = None
 
     def _on_step(self) -> bool:
-        if self.learn_at is None and self.model.num_timesteps >= self.learning_starts:
-            self.learn_at = (time.perf_counter(), self.model.num_timesteps)
+        now, steps = time.perf_counter(), self.model.num_timesteps
+        if self.learn_at is None and steps >= self.learning_starts:
+            self.learn_at = (now, steps)
+        if self.first_update_at is None and self.model._n_updates > 0:
+            self.first_update_at = (now, steps)
         return True
 
     def _on_training_end(self) -> None:
         self.end = (time.perf_counter(), self.model.num_timesteps)
 
-    def rates(self) -> tuple[float, float]:
-        """(steps/s while only collecting, steps/s while also learning)."""
-        (t_learn, s_learn), (t_end, s_end) = self.learn_at, self.end
-        return s_learn / (t_learn - self.start), (s_end - s_learn) / (t_end - t_learn)
+    def rates(self) -> tuple[float, float, float]:
+        """(steps/s while only collecting, steps/s while also learning, seconds from ``learning_starts`` to the
+        end of the first update: compile time, where the update is compiled)."""
+        (t_learn, s_learn), (t_first, s_first), (t_end, s_end) = self.learn_at, self.first_update_at, self.end
+        return s_learn / (t_learn - self.start), (s_end - s_first) / (t_end - t_first), t_first - t_learn
 
 
 class MaxTargetForTiming(DoubleDQN):
@@ -78,7 +87,7 @@ class MaxTargetForTiming(DoubleDQN):
             return rewards + (1 - dones) * discounts * self.q_net_target(next_obs).max(dim=1, keepdim=True).values
 
 
-def our_model(args: argparse.Namespace, model_class: type[DoubleDQN] = DoubleDQN) -> DQN:
+def our_model(args: argparse.Namespace, model_class: type[DoubleDQN] = DoubleDQN, compile: str = "off") -> DQN:
     config = TrainConfig(
         game=args.game,
         total_steps=args.steps,
@@ -89,6 +98,7 @@ def our_model(args: argparse.Namespace, model_class: type[DoubleDQN] = DoubleDQN
         vec_backend=args.ours_backend,
         device=args.device,
         seed=args.seed,
+        compile=compile,
     ).validate()
     return build_model(config, make_training_env(config), model_class=model_class)
 
@@ -121,8 +131,9 @@ def sb3_model(args: argparse.Namespace) -> DQN:
     )
 
 
-def time_training(build, args: argparse.Namespace) -> tuple[float, float]:
+def time_training(build, args: argparse.Namespace) -> tuple[float, float, float]:
     model = build(args)
+    model.set_logger(Logger(folder=None, output_formats=[]))  # no /tmp/SB3-<time> directory per run
     timer = PhaseTimer(args.learning_starts)
     try:
         model.learn(args.steps, callback=timer)
@@ -134,23 +145,24 @@ def time_training(build, args: argparse.Namespace) -> tuple[float, float]:
 
 
 TRAINERS = {
-    "ours: Double DQN": our_model,
-    "ours with SB3's max-target (timing only)": lambda args: our_model(args, MaxTargetForTiming),
+    "ours: Double DQN, compiled update": lambda args: our_model(args, compile="on"),
+    "ours: Double DQN, eager": our_model,
+    "ours, eager, SB3's max-target (timing only)": lambda args: our_model(args, MaxTargetForTiming),
     "SB3 DQN": sb3_model,
 }
 
 
 def training_rows(args: argparse.Namespace) -> list[dict]:
-    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in TRAINERS}
+    runs: dict[str, list[tuple[float, float, float]]] = {name: [] for name in TRAINERS}
     for repeat in range(args.repeats):
         for name, build in TRAINERS.items():
             runs[name].append(time_training(build, args))
-            collect, learn = runs[name][-1]
+            collect, learn, first = runs[name][-1]
             print(f"  run {repeat + 1} {name}: {collect:.0f} steps/s collecting, {learn:.1f} steps/s learning")
     sb3 = [statistics.median(r[i] for r in runs["SB3 DQN"]) for i in (0, 1)]
     rows = []
     for name, rates in runs.items():
-        collect, learn = (statistics.median(r[i] for r in rates) for i in (0, 1))
+        collect, learn, first = (statistics.median(r[i] for r in rates) for i in (0, 1, 2))
         rows.append(
             {
                 "trainer": name,
@@ -158,6 +170,7 @@ def training_rows(args: argparse.Namespace) -> list[dict]:
                 "steps/s learning": round(learn, 1),
                 "learning vs SB3": round(learn / sb3[1], 2),
                 "collecting vs SB3": round(collect / sb3[0], 2),
+                "first update s (compile)": round(first, 1),
                 "runs": len(rates),
             }
         )
@@ -166,8 +179,6 @@ def training_rows(args: argparse.Namespace) -> list[dict]:
 
 def update_rows(args: argparse.Namespace) -> list[dict]:
     """Milliseconds per gradient update (sample + target + loss + step) on a filled replay, trainers alternating."""
-    from stable_baselines3.common.logger import Logger
-
     models = {name: build(args) for name, build in TRAINERS.items()}
     for model in models.values():
         model.set_logger(Logger(folder=None, output_formats=[]))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agents.training import TrainConfig, create_run, prepare_resume, run
+from agents.training import COMPILE_CHOICES, TrainConfig, create_run, prepare_resume, run
 
 INTERRUPTED_EXIT_CODE = 130  # the shell's convention for a command stopped by Ctrl-C
 
@@ -52,6 +52,7 @@ FLAGS = {
     "--seed": ("seed", "random seed"),
     "--device": ("device", "where to train"),
     "--torch-threads": ("torch_threads", "CPU threads for torch (0 = torch's default)"),
+    "--compile": ("compile", "torch.compile the update (auto: when the run has >= 10,000 updates)"),
     "--replay-on-device": ("replay_on_device", "keep replay frames on the training device (GPU)"),
     "--frame-margin": ("frame_margin", "extra replay frame slots for episode starts, as a fraction"),
     "--checkpoint-every": ("checkpoint_every", "agent steps between checkpoints (0 = only at the end)"),
@@ -61,6 +62,7 @@ FLAGS = {
     "--eval-epsilon": ("eval_epsilon", "exploration rate during evaluation (0 = greedy; Nature used 0.05)"),
     "--log-every": ("log_every", "agent steps between TensorBoard scalars"),
 }
+CHOICES = {"device": ["auto", "cpu", "cuda"], "compile": list(COMPILE_CHOICES)}
 
 
 def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
@@ -75,8 +77,8 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
         kwargs = {} if suppress_defaults else {"default": default}
         if isinstance(default, bool):
             parser.add_argument(flag, dest=field, action=argparse.BooleanOptionalAction, help=help_text, **kwargs)
-        elif field == "device":
-            parser.add_argument(flag, dest=field, choices=["auto", "cpu", "cuda"], help=help_text, **kwargs)
+        elif field in CHOICES:
+            parser.add_argument(flag, dest=field, choices=CHOICES[field], help=help_text, **kwargs)
         else:
             parser.add_argument(flag, dest=field, type=type(default), help=help_text, **kwargs)
     logdir_default = {} if suppress_defaults else {"default": Path("runs")}
@@ -117,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _settings_line(config: TrainConfig) -> str:
-    shown = ("game", "total_steps", "buffer_size", "learning_starts", "num_envs", "device", "seed")
+    shown = ("game", "total_steps", "buffer_size", "learning_starts", "num_envs", "device", "seed", "compile")
     return "Settings: " + ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(config).items() if k in shown)
 
 

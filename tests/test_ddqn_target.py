@@ -117,3 +117,87 @@ def test_linear_epsilon_schedule():
 def test_update_schedule_keeps_one_update_per_four_agent_steps(num_envs):
     train_freq, gradient_steps = TrainConfig(num_envs=num_envs).update_schedule()
     assert train_freq * num_envs / gradient_steps == 4  # agent steps per gradient update
+
+
+# ------------------------------------------------------------------------------------------- compiled update
+def fixed_minibatch(model: DoubleDQN, size: int = 8) -> ReplayBufferSamples:
+    """Feed ``model.train`` one fixed minibatch of random frames, as if from a full replay."""
+    generator = torch.Generator().manual_seed(3)
+    batch = ReplayBufferSamples(
+        observations=torch.randint(0, 256, (size, 4, 84, 84), dtype=torch.uint8, generator=generator),
+        actions=torch.randint(0, 6, (size, 1), generator=generator),
+        next_observations=torch.randint(0, 256, (size, 4, 84, 84), dtype=torch.uint8, generator=generator),
+        dones=(torch.rand(size, 1, generator=generator) < 0.2).float(),
+        rewards=torch.randint(-1, 2, (size, 1), generator=generator).float(),
+    )
+    model.replay_buffer.sample = lambda *args, **kwargs: batch
+    model.replay_buffer.size = lambda: 64
+    return batch
+
+
+def twin_models(**kwargs) -> tuple[DoubleDQN, DoubleDQN]:
+    """An eager model and a second one with the same weights and ``kwargs`` (e.g. ``compile_update=True``)."""
+    torch.manual_seed(0)
+    # the paper's RMSProp: its eps of 0.01 keeps each step a smooth function of the gradient (torch's default 1e-8
+    # makes the first steps sign(g)-like, where a rounding difference in a near-zero gradient flips a weight's step)
+    paper_rmsprop = {"optimizer_kwargs": {"alpha": 0.95, "eps": 0.01, "centered": True}}
+    eager = tiny_model(learning_rate=1e-3, policy_kwargs=paper_rmsprop)
+    with torch.no_grad():  # a target network that disagrees with the online one
+        for p in eager.q_net_target.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    other = tiny_model(learning_rate=1e-3, policy_kwargs=paper_rmsprop, **kwargs)
+    other.policy.load_state_dict(eager.policy.state_dict())
+    for model in (eager, other):
+        fixed_minibatch(model)
+    return eager, other
+
+
+def assert_same_training(eager: DoubleDQN, other: DoubleDQN, updates: int = 3) -> None:
+    for _ in range(updates):
+        eager.train(gradient_steps=1, batch_size=8)
+        other.train(gradient_steps=1, batch_size=8)
+    for a, b in zip(eager.policy.parameters(), other.policy.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert eager.pop_train_stats() == pytest.approx(other.pop_train_stats(), rel=1e-5)
+    assert eager.policy.optimizer.state_dict()["state"].keys() == other.policy.optimizer.state_dict()["state"].keys()
+
+
+def test_compiled_update_trains_exactly_like_the_eager_one():
+    """torch.compile of the loss (with its backward) and of the RMSProp step changes speed, not the result."""
+    eager, compiled = twin_models(compile_update=True)
+    assert_same_training(eager, compiled)
+    assert compiled.compile_update and compiled._compile_checked  # it really ran compiled
+    for model in (eager, compiled):
+        model.env.close()
+
+
+def test_a_failed_compile_warns_and_trains_eagerly(monkeypatch):
+    """Where torch.compile cannot work (no C++ compiler, say), training goes on eagerly after one warning."""
+
+    def broken_compile(fn):
+        def call(*args, **kwargs):
+            raise RuntimeError("InvalidCxxCompiler: no working C++ compiler found\nmore detail")
+
+        return call
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    eager, fallback = twin_models(compile_update=True)
+    with pytest.warns(RuntimeWarning, match="torch.compile of the Double-DQN update failed .*no working C"):
+        fallback.train(gradient_steps=1, batch_size=8)
+    eager.train(gradient_steps=1, batch_size=8)
+    assert not fallback.compile_update
+    assert_same_training(eager, fallback, updates=2)
+    for model in (eager, fallback):
+        model.env.close()
+
+
+def test_compile_setting_auto_compiles_long_runs_only():
+    short = TrainConfig(total_steps=20_000, learning_starts=1_000)
+    assert not short.compiles_update()  # 4,750 updates: the compile would not pay for itself
+    long = TrainConfig(total_steps=1_000_000, learning_starts=50_000)
+    assert long.compiles_update()
+    assert not long.compiles_update(from_step=990_000)  # a resume with 2,500 updates left
+    assert TrainConfig(total_steps=20_000, compile="on").compiles_update()
+    assert not TrainConfig(compile="off").compiles_update()
+    with pytest.raises(ValueError, match="compile must be one of"):
+        TrainConfig(compile="yes").validate()

@@ -110,6 +110,12 @@ def test_cli_errors_are_one_clear_line(tmp_path):
     assert not list(tmp_path.iterdir())  # nothing was created
 
 
+def test_compile_flag_takes_auto_on_or_off(capsys):
+    with pytest.raises(SystemExit):
+        train_main(["--compile", "yes"])
+    assert "argument --compile: invalid choice: 'yes'" in capsys.readouterr().err
+
+
 def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     command = [sys.executable, str(REPO / "scripts/train_ddqn.py"), "--game", "Pong", "--total-steps", "100000"]
     command += ["--learning-starts", "50", "--buffer-size", "500", "--torch-threads", "1", "--no-progress"]
