@@ -179,3 +179,36 @@ def test_first_episodes_counts_each_envs_first_episode_and_caps_long_ones():
     summary = summarise(records)
     assert summary["episodes"] == 2 and summary["capped"] == 1
     assert summary["attack_rate"] == pytest.approx(5 / 10) and summary["mean_linf"] == pytest.approx(2.0)
+
+
+def test_first_episodes_progress_counts_agent_steps_and_fills_exactly(monkeypatch):
+    """The bar advances per step (not per finished episode) and ends full although one game ended early."""
+    import wrappers.evaluation as evaluation
+
+    bars = []
+
+    class RecordingBar:
+        def __init__(self, total=None, **kwargs):
+            self.total, self.updates = total, []
+            bars.append(self)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def update(self, n):
+            self.updates.append(n)
+
+        def set_postfix_str(self, text, refresh=True):
+            self.postfix = text
+
+    monkeypatch.setattr(evaluation, "tqdm", RecordingBar)
+    envs = gym.vector.SyncVectorEnv([lambda: FrameToy(length=3), lambda: FrameToy(length=9)])
+    evaluation.first_episodes(envs, lambda obs, infos: np.zeros(len(obs), dtype=np.int64), seed=0, max_steps=5)
+    (bar,) = bars
+    assert bar.total == 10 and sum(bar.updates) == 10
+    assert bar.updates[:2] == [2, 2]  # both games step, one update per step
+    assert bar.postfix == "2/2 episodes done"
+    envs.close()

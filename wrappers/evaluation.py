@@ -96,10 +96,14 @@ def first_episodes(
             tracks_actions = False
 
     count(infos)
-    with tqdm(total=n, desc=description, disable=not progress, leave=False) as bar:
+    # The bar counts agent steps (an attacked game can take minutes per episode); with a cap it also credits the
+    # steps a game that ended early did not need, so it fills exactly and its ETA is an upper bound.
+    total = n * max_steps if max_steps is not None else None
+    with tqdm(total=total, desc=description, unit="step", disable=not progress, leave=False) as bar:
         while running.any():
             actions = policy(observations, infos)
             observations, rewards, terminated, truncated, infos = env.step(actions)
+            stepped = int(running.sum())
             score[running] += rewards[running]
             length[running] += 1
             count(infos)
@@ -109,7 +113,9 @@ def first_episodes(
                 truncated_by_cap |= capped
                 finished |= capped
             running &= ~finished
-            bar.update(int(finished.sum()))
+            unused = int((max_steps - length[finished]).sum()) if max_steps is not None else 0
+            bar.set_postfix_str(f"{n - int(running.sum())}/{n} episodes done", refresh=False)
+            bar.update(stepped + unused)
     return [
         EpisodeRecord(
             env=i,
