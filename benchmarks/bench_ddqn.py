@@ -87,7 +87,7 @@ class MaxTargetForTiming(DoubleDQN):
             return rewards + (1 - dones) * discounts * self.q_net_target(next_obs).max(dim=1, keepdim=True).values
 
 
-def our_model(args: argparse.Namespace, model_class: type[DoubleDQN] = DoubleDQN, compile: str = "off") -> DQN:
+def our_model(args: argparse.Namespace, model_class: type[DoubleDQN] = DoubleDQN, compile_setting: str = "off") -> DQN:
     config = TrainConfig(
         game=args.game,
         total_steps=args.steps,
@@ -98,7 +98,7 @@ def our_model(args: argparse.Namespace, model_class: type[DoubleDQN] = DoubleDQN
         vec_backend=args.ours_backend,
         device=args.device,
         seed=args.seed,
-        compile=compile,
+        compile=compile_setting,
     ).validate()
     return build_model(config, make_training_env(config), model_class=model_class)
 
@@ -145,7 +145,7 @@ def time_training(build, args: argparse.Namespace) -> tuple[float, float, float]
 
 
 TRAINERS = {
-    "ours: Double DQN, compiled update": lambda args: our_model(args, compile="on"),
+    "ours: Double DQN, compiled update": lambda args: our_model(args, compile_setting="on"),
     "ours: Double DQN, eager": our_model,
     "ours, eager, SB3's max-target (timing only)": lambda args: our_model(args, MaxTargetForTiming),
     "SB3 DQN": sb3_model,
