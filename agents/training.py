@@ -274,30 +274,23 @@ def replay_kwargs(config: TrainConfig) -> dict[str, Any]:
     return {"frame_margin": config.frame_margin, "storage_device": None if config.replay_on_device else "cpu"}
 
 
-def build_model(config: TrainConfig, env, *, model_class: type[DoubleDQN] = DoubleDQN) -> DoubleDQN:
-    """A fresh DoubleDQN (or subclass) with the config's hyper-parameters on ``env``."""
+def dqn_settings(config: TrainConfig) -> dict[str, Any]:
+    """The keyword arguments SB3's ``DQN`` and our ``DoubleDQN`` share, from ``config`` (the benchmark gives SB3's
+    DQN exactly these): schedule, replay size, target copies, epsilon range, centred RMSProp, seed and device."""
     train_freq, gradient_steps = config.update_schedule()
-    return model_class(
-        "AtariQPolicy",
-        env,
-        learning_rate=config.learning_rate,
-        buffer_size=config.buffer_size,
-        learning_starts=config.learning_starts,
-        batch_size=config.batch_size,
-        tau=1.0,
-        gamma=config.gamma,
-        train_freq=train_freq,
-        gradient_steps=gradient_steps,
-        replay_buffer_class=FrameReplayBuffer,
-        replay_buffer_kwargs=replay_kwargs(config),
-        target_update_interval=config.target_update,
-        exploration_initial_eps=config.epsilon_start,
-        exploration_final_eps=config.epsilon_final,
-        exploration_steps=config.exploration_steps,
-        compile_update=config.compiles_update(),
-        max_grad_norm=config.max_grad_norm or None,
-        policy_kwargs={
-            "network": config.network,
+    return {
+        "learning_rate": config.learning_rate,
+        "buffer_size": config.buffer_size,
+        "learning_starts": config.learning_starts,
+        "batch_size": config.batch_size,
+        "tau": 1.0,
+        "gamma": config.gamma,
+        "train_freq": train_freq,
+        "gradient_steps": gradient_steps,
+        "target_update_interval": config.target_update,
+        "exploration_initial_eps": config.epsilon_start,
+        "exploration_final_eps": config.epsilon_final,
+        "policy_kwargs": {
             "optimizer_class": torch.optim.RMSprop,
             "optimizer_kwargs": {
                 "alpha": config.rmsprop_alpha,
@@ -306,8 +299,24 @@ def build_model(config: TrainConfig, env, *, model_class: type[DoubleDQN] = Doub
                 "centered": config.rmsprop_centered,
             },
         },
-        seed=config.seed,
-        device=resolve_device(config.device),
+        "seed": config.seed,
+        "device": resolve_device(config.device),
+    }
+
+
+def build_model(config: TrainConfig, env, *, model_class: type[DoubleDQN] = DoubleDQN) -> DoubleDQN:
+    """A fresh DoubleDQN (or subclass) with the config's hyper-parameters on ``env``."""
+    settings = dqn_settings(config)
+    settings["policy_kwargs"]["network"] = config.network
+    return model_class(
+        "AtariQPolicy",
+        env,
+        replay_buffer_class=FrameReplayBuffer,
+        replay_buffer_kwargs=replay_kwargs(config),
+        exploration_steps=config.exploration_steps,
+        compile_update=config.compiles_update(),
+        max_grad_norm=config.max_grad_norm or None,
+        **settings,
     )
 
 

@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents.double_dqn import DoubleDQN
 from agents.replay import FrameReplayBuffer
-from agents.training import TrainConfig, build_model, make_training_env
+from agents.training import TrainConfig, build_model, dqn_settings, make_training_env
 from rlrobust.reporting import markdown_table, write_tables
 
 ATARI_OBS = spaces.Box(0, 255, (4, 84, 84), dtype=np.uint8)
@@ -87,48 +87,32 @@ class MaxTargetForTiming(DoubleDQN):
             return rewards + (1 - dones) * discounts * self.q_net_target(next_obs).max(dim=1, keepdim=True).values
 
 
-def our_model(args: argparse.Namespace, model_class: type[DoubleDQN] = DoubleDQN, compile_setting: str = "off") -> DQN:
-    config = TrainConfig(
+def bench_config(args: argparse.Namespace, num_envs: int, compile_setting: str = "off") -> TrainConfig:
+    """The settings every trainer of the benchmark runs with (the paper's, with the benchmark's short run)."""
+    return TrainConfig(
         game=args.game,
         total_steps=args.steps,
         learning_starts=args.learning_starts,
         buffer_size=args.buffer_size,
         exploration_steps=args.exploration_steps,
-        num_envs=args.ours_envs,
+        num_envs=num_envs,
         vec_backend=args.ours_backend,
         device=args.device,
         seed=args.seed,
         compile=compile_setting,
     ).validate()
+
+
+def our_model(args: argparse.Namespace, model_class: type[DoubleDQN] = DoubleDQN, compile_setting: str = "off") -> DQN:
+    config = bench_config(args, args.ours_envs, compile_setting)
     return build_model(config, make_training_env(config), model_class=model_class)
 
 
 def sb3_model(args: argparse.Namespace) -> DQN:
-    config = TrainConfig(num_envs=args.sb3_envs)
-    train_freq, gradient_steps = config.update_schedule()
+    """SB3's DQN with its CnnPolicy, replay and Atari wrappers, given our trainer's settings (``dqn_settings``)."""
+    config = bench_config(args, args.sb3_envs)
     env = VecFrameStack(sb3_make_atari_env(f"{args.game}NoFrameskip-v4", n_envs=args.sb3_envs, seed=args.seed), 4)
-    return DQN(
-        "CnnPolicy",
-        env,
-        learning_rate=config.learning_rate,
-        buffer_size=args.buffer_size,
-        learning_starts=args.learning_starts,
-        batch_size=config.batch_size,
-        tau=1.0,
-        gamma=config.gamma,
-        train_freq=train_freq,
-        gradient_steps=gradient_steps,
-        target_update_interval=config.target_update,
-        exploration_fraction=args.exploration_steps / args.steps,
-        exploration_initial_eps=config.epsilon_start,
-        exploration_final_eps=config.epsilon_final,
-        policy_kwargs={
-            "optimizer_class": torch.optim.RMSprop,
-            "optimizer_kwargs": {"alpha": config.rmsprop_alpha, "eps": config.rmsprop_eps, "centered": True},
-        },
-        seed=args.seed,
-        device=args.device,
-    )
+    return DQN("CnnPolicy", env, exploration_fraction=args.exploration_steps / args.steps, **dqn_settings(config))
 
 
 def time_training(build, args: argparse.Namespace) -> tuple[float, float, float]:
