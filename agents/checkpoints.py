@@ -8,14 +8,13 @@ The replay memory is not saved -- it would be gigabytes -- and a resumed run ref
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING
 
 import torch
+
+from rlrobust.files import atomic_write
 
 if TYPE_CHECKING:
     from stable_baselines3.common.base_class import BaseAlgorithm
@@ -27,31 +26,15 @@ Q_NETWORK_FILE = "q_network.pt"
 _STEP_FILE = re.compile(r"^step_(\d+)\.zip$")
 
 
-def atomic_write_binary(path: Path, write: Callable[[BinaryIO], None]) -> Path:
-    """Call ``write(handle)`` on a temporary file next to ``path``, flush it to disk, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def save_model(model: BaseAlgorithm, path: Path) -> Path:
     """``model.save`` made atomic."""
-    return atomic_write_binary(path, model.save)
+    return atomic_write(path, model.save)
 
 
 def save_q_network(model: BaseAlgorithm, path: Path) -> Path:
     """The online Q-network alone, as a plain state dict (loadable with torch only)."""
     state = {k: v.detach().cpu() for k, v in model.q_net.network.state_dict().items()}
-    return atomic_write_binary(path, lambda handle: torch.save(state, handle))
+    return atomic_write(path, lambda handle: torch.save(state, handle))
 
 
 def save_checkpoint(model: BaseAlgorithm, run_dir: Path, keep: int = 2) -> Path:

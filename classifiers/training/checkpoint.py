@@ -2,32 +2,21 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 from classifiers.models.checkpoints import read_checkpoint
 from classifiers.models.registry import CHECKPOINT_FORMAT
+from rlrobust.files import atomic_write
 
 LAST = "last.pt"
 BEST = "best_robust.pt"
 
 
 def save_atomic(state: dict, path: str | Path) -> Path:
-    """``torch.save`` to a temporary file in the same folder, then rename: a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """``torch.save`` through :func:`rlrobust.files.atomic_write`: a crash never leaves half a file."""
+    return atomic_write(path, lambda handle: torch.save(state, handle))
 
 
 def load_training_checkpoint(path: str | Path) -> dict:
