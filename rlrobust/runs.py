@@ -39,7 +39,12 @@ INTERRUPTED_STATUS = 130  # the shell's status for a job stopped by Ctrl-C (SIGI
 
 
 def claim_output_dir(
-    out: str | Path, settings: Mapping[str, Any], *, resume: bool = False, overwrite: bool = False
+    out: str | Path,
+    settings: Mapping[str, Any],
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    resumable: bool = True,
 ) -> Path:
     """Make ``out`` this job's output folder, or refuse with one clear line.
 
@@ -48,6 +53,8 @@ def claim_output_dir(
       :data:`RUN_FILE`, which must have been run with the same ``settings``) or ``overwrite`` (its files are
       replaced; other files in it are left as they are);
     - an unwritable place is refused before any work.
+
+    ``resumable=False`` (a job without ``--resume``) leaves the resume hint out of the refusal.
 
     Nothing is written here: the job writes :data:`RUN_FILE` with :func:`write_run_record` once its inputs load.
     """
@@ -60,9 +67,10 @@ def claim_output_dir(
         out.mkdir(parents=True, exist_ok=True)
         return out
     if not resume:
+        hint = "pass --resume to continue that run or --overwrite" if resumable else "pass --overwrite"
         raise ValueError(
             f"output folder {out} already holds results of another run ({len(held)} entries); choose a new --out, "
-            "or pass --resume to continue that run or --overwrite to replace its results"
+            f"or {hint} to replace its results"
         )
     recorded = read_run_record(out)
     if recorded is None:
@@ -71,6 +79,20 @@ def claim_output_dir(
     if changed:
         raise ValueError(f"cannot resume in {out}: it was run with other settings ({changed}); use a new --out")
     return out
+
+
+def fresh_run_dir(root: str | Path, stem: str) -> Path:
+    """A folder name no job has used yet: ``<root>/<stem>-<YYYYmmdd-HHMMSS>[-n]`` (not created here).
+
+    The default ``--out`` of a job, so that two jobs never write into the same folder unless told to.
+    """
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path(root) / f"{stem}-{stamp}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
 
 
 def settings_changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""Demo of the core on real Atari frames (until the Double DQN training lands, this is the main job).
+"""Demo of the core on real Atari frames: how often attacks flip a trained agent's greedy action.
 
 How often do FGSM, the SAP paper's iterative attack and PGD flip a Pong agent's greedy action, for the dense
 agent and for the same agent with SAP-100, compared with random-sign noise of the same size? Budgets are in
@@ -8,6 +8,9 @@ gradient (FGSM), and adaptively (EOT-PGD).
 
     python scripts/demo_core.py                 # real Pong agent from ../shared/data if present
     python scripts/demo_core.py --agent my.pt --game Breakout --frames 64
+
+Writes results.csv/.json/.md, two plots, TensorBoard scalars and run.json (agent file and sha256, every setting)
+into a fresh folder under runs/demo/ (or --out, which must be new or empty unless --overwrite).
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ from agents import NatureQNetwork, load_agent, make_atari_env
 from agents.rollout import collect_observations
 from rlrobust import stochastic
 from rlrobust.attacks import fgsm, iterative, pgd
-from rlrobust.cli import run_main
+from rlrobust.cli import count, real, run_main
 from rlrobust.reporting import pivot, write_tables
+from rlrobust.runs import RunLock, claim_output_dir, fresh_run_dir, write_run_record
 from rlrobust.sap import insert_sap
 
 SHARED_PONG_AGENT = (
@@ -42,18 +46,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--game", default="Pong")
     parser.add_argument("--agent", type=Path, help="Q-network state dict (default: the shared Pong agent)")
-    parser.add_argument("--frames", type=int, default=32, help="real frames to attack")
-    parser.add_argument("--lambdas", type=float, nargs="+", default=[0, 1, 2, 4, 8], help="budgets, 0-255 scale")
-    parser.add_argument("--mc-samples", type=int, default=10, help="SAP passes per action and per gradient")
-    parser.add_argument("--pgd-steps", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--out", type=Path, default=Path("runs/demo"))
+    parser.add_argument("--frames", type=count(), default=32, help="real frames to attack")
+    parser.add_argument("--lambdas", type=real(0, 255), nargs="+", default=[0, 1, 2, 4, 8], help="budgets, 0-255 scale")
+    parser.add_argument("--mc-samples", type=count(), default=10, help="SAP passes per action and per gradient")
+    parser.add_argument("--pgd-steps", type=count(), default=10)
+    parser.add_argument("--seed", type=count(0), default=0)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--out", type=Path, help="output folder (default: a new one under runs/demo/)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the results in a used --out folder")
     args = parser.parse_args(argv)
-    if args.frames < 1 or args.mc_samples < 1 or args.pgd_steps < 1:
-        parser.error("--frames, --mc-samples and --pgd-steps must be >= 1")
-    if any(lam < 0 or lam > 255 for lam in args.lambdas):
-        parser.error("--lambdas must lie in [0, 255] (pixel units)")
+    if not (args.device == "cpu" or args.device.startswith("cuda")):
+        parser.error(f"--device must be cpu or cuda[:N], got {args.device!r}")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error("--device cuda was asked for but torch sees no CUDA device")
     return args
 
 
@@ -65,7 +70,7 @@ def load_victim(args: argparse.Namespace, n_actions: int) -> tuple[torch.nn.Modu
     victim = load_agent(path)
     out_features = victim(torch.zeros(1, 4, 84, 84)).shape[1]
     if out_features != n_actions:
-        raise SystemExit(f"{path} has {out_features} actions but {args.game} has {n_actions}")
+        raise ValueError(f"{path} has {out_features} actions but {args.game} has {n_actions}: not an agent for it")
     return victim, str(path)
 
 
@@ -74,6 +79,17 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(args.seed)
     env = make_atari_env(args.game)
     victim, victim_name = load_victim(args, env.action_space.n)
+    settings = {k: v for k, v in vars(args).items() if k not in ("out", "overwrite")}
+    out = args.out or fresh_run_dir("runs/demo", args.game)
+    args.out = claim_output_dir(out, settings, overwrite=args.overwrite, resumable=False)
+    agent = Path(victim_name) if Path(victim_name).is_file() else victim_name
+    with RunLock(args.out):
+        write_run_record(args.out, "demo_core", settings, {"agent": agent})
+        run(args, env, victim, victim_name)
+
+
+def run(args: argparse.Namespace, env, victim: torch.nn.Module, victim_name: str) -> None:
+    """Attack the agent on real frames and write the tables and plots."""
     victim = victim.to(args.device)
     frames = collect_observations(env, victim, args.frames, seed=args.seed)
     env.close()
@@ -130,7 +146,6 @@ def write_outputs(args, rows, clean_frame, examples, victim_name, seconds) -> No
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    args.out.mkdir(parents=True, exist_ok=True)
     notes = (
         f"Victim: {victim_name}; game {args.game}; {args.frames} real frames (seed {args.seed}); SAP agent acts on "
         f"the mean Q of {args.mc_samples} passes; action-change rate = share of frames whose greedy action "
