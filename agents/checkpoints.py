@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from rlrobust.files import atomic_write
+from rlrobust.files import atomic_write, load_weights
 
 if TYPE_CHECKING:
     from stable_baselines3.common.base_class import BaseAlgorithm
@@ -60,10 +60,7 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Read a plain state dict (or ``{"state_dict": ...}``) of tensors, without unpickling code."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for truncated or foreign files
-        raise ValueError(f"cannot read agent checkpoint {path} (corrupt or not a torch file): {err}") from err
+    state = load_weights(path, "agent checkpoint")
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -8,7 +8,6 @@ networks themselves from what they know (our config.json, the policy's state-dic
 
 from __future__ import annotations
 
-import io
 import json
 import zipfile
 from dataclasses import dataclass
@@ -16,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from rlrobust.files import load_weights
 
 POLICY = "policy.pth"
 OPTIMIZER = "policy.optimizer.pth"
@@ -75,11 +76,7 @@ def read_sb3_zip(path: str | Path, *, optimizer: bool = False) -> SB3Zip:
 
 
 def _load_tensors(raw: bytes) -> Any:
-    try:
-        return torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for foreign or malicious pickles
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"refused to load a tensor file (not weights only, or corrupt): {first_line}") from None
+    return load_weights(raw, "tensor file inside the zip")
 
 
 def _strip_pickles(value: Any) -> Any:

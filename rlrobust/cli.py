@@ -33,8 +33,10 @@ def run_main(main: Callable[[], object], errors: tuple[type[Exception], ...] = U
     try:
         result = main()
     except errors as err:
-        message = str(err) or type(err).__name__
-        print(f"error: {message}", file=sys.stderr)
+        first, *more = (str(err) or type(err).__name__).splitlines() or [type(err).__name__]
+        print(f"error: {first}", file=sys.stderr)
+        for line in more:  # a hint on further lines (a command to try) stays readable, indented
+            print(f"  {line.strip()}", file=sys.stderr)
         raise SystemExit(USAGE_ERROR_STATUS) from None
     if isinstance(result, int) and not isinstance(result, bool) and result:
         raise SystemExit(result)

@@ -17,7 +17,7 @@ import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 _TEMPORARY = re.compile(r"^\..+\.pid(\d+)\.[^.]+\.tmp$")
 
@@ -80,6 +80,43 @@ def sha256_of(path: str | Path, chunk: int = 1 << 20) -> str:
             while block := handle.read(chunk):
                 digest.update(block)
     return digest.hexdigest()
+
+
+def load_weights(source: str | Path | bytes, what: str = "file") -> Any:
+    """``torch.load`` on CPU with ``weights_only=True`` (tensors and plain containers only: loading never runs code)
+    from a path or bytes; a missing, truncated, foreign or code-carrying file raises one clear line.
+
+    >>> import io, torch
+    >>> buffer = io.BytesIO(); torch.save({"w": torch.ones(2)}, buffer)
+    >>> load_weights(buffer.getvalue())["w"].tolist()
+    [1.0, 1.0]
+    """
+    import io
+
+    import torch
+
+    name = f"{what} {source}" if not isinstance(source, bytes) else what
+    if not isinstance(source, bytes) and not Path(source).is_file():
+        raise FileNotFoundError(f"{name} not found")
+    try:
+        return torch.load(
+            io.BytesIO(source) if isinstance(source, bytes) else source, map_location="cpu", weights_only=True
+        )
+    except Exception as err:  # torch raises several types for truncated, foreign or malicious files
+        raise ValueError(
+            f"cannot read {name}: {_first_line(err)} (corrupt, truncated, not a torch file, or it "
+            "holds more than tensors)"
+        ) from None
+
+
+def _first_line(err: BaseException) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    if not lines:
+        return type(err).__name__
+    if "Weights only load failed" in lines[0]:  # torch's long explanation: keep what it refused
+        detail = next((line for line in lines if "Unsupported" in line or "global" in line.lower()), "")
+        return "not weights only" + (f" ({detail})" if detail else "")
+    return lines[0]
 
 
 def check_writable(folder: str | Path, what: str = "output folder") -> Path:
