@@ -97,7 +97,7 @@ def load_weights(source: str | Path | bytes, what: str = "file") -> Any:
 
     name = f"{what} {source}" if not isinstance(source, bytes) else what
     if not isinstance(source, bytes) and not Path(source).is_file():
-        raise FileNotFoundError(f"{name} not found")
+        raise FileNotFoundError(f"{what} not found: {source}")
     try:
         return torch.load(
             io.BytesIO(source) if isinstance(source, bytes) else source, map_location="cpu", weights_only=True
