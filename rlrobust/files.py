@@ -104,8 +104,7 @@ def load_weights(source: str | Path | bytes, what: str = "file") -> Any:
         )
     except Exception as err:  # torch raises several types for truncated, foreign or malicious files
         raise ValueError(
-            f"cannot read {name}: {_first_line(err)} (corrupt, truncated, not a torch file, or it "
-            "holds more than tensors)"
+            f"cannot read {name}: {_first_line(err)} (corrupt, truncated or not a torch file of tensors)"
         ) from None
 
 
@@ -116,7 +115,7 @@ def _first_line(err: BaseException) -> str:
     if "Weights only load failed" in lines[0]:  # torch's long explanation: keep what it refused
         detail = next((line for line in lines if "Unsupported" in line or "global" in line.lower()), "")
         return "not weights only" + (f" ({detail})" if detail else "")
-    return lines[0]
+    return lines[0].split(". ")[0]
 
 
 def check_writable(folder: str | Path, what: str = "output folder") -> Path:
