@@ -108,6 +108,28 @@ def count(minimum: int = 1, maximum: int | None = None) -> Callable[[str], int]:
     return convert
 
 
+def device(text: str) -> str:
+    """An argparse type: a torch device this machine has (``cpu``, ``cuda``, ``cuda:1``, ``mps``), checked before
+    any work so that a typo or a missing GPU is one clear line, not a traceback minutes into a run."""
+    import torch
+
+    try:
+        chosen = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"not a torch device: {text!r} (use cpu, cuda or cuda:N)") from None
+    if chosen.type == "cuda":
+        if not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(f"{text!r}: CUDA is not available on this machine; use cpu")
+        if chosen.index is not None and chosen.index >= torch.cuda.device_count():
+            raise argparse.ArgumentTypeError(f"{text!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif chosen.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise argparse.ArgumentTypeError(f"{text!r}: MPS is not available on this machine; use cpu")
+    elif chosen.type != "cpu":
+        raise argparse.ArgumentTypeError(f"unsupported device {text!r}: use cpu, cuda, cuda:N or mps")
+    return str(chosen)
+
+
 def check_finite_fields(obj: object, names: tuple[str, ...] | None = None) -> None:
     """Raise ``ValueError`` naming the first float attribute of ``obj`` (a dataclass config) that is NaN or
     infinite; ``names`` limits the check (default: every float field)."""

@@ -114,6 +114,9 @@ def _first_line(err: BaseException) -> str:
         return type(err).__name__
     if "Weights only load failed" in lines[0]:  # torch's long explanation: keep what it refused
         detail = next((line for line in lines if "Unsupported" in line or "global" in line.lower()), "")
+        named = re.search(r"Unsupported global: GLOBAL (\S+)", detail)  # torch's advice to allow it is left out
+        if named:
+            return f"not weights only: it names {named.group(1)}, which a file of tensors never does (nothing ran)"
         return "not weights only" + (f" ({detail})" if detail else "")
     return lines[0].split(". ")[0]
 

@@ -18,7 +18,7 @@ Row = Mapping[str, object]
 
 def markdown_table(rows: Sequence[Row], columns: Sequence[str] | None = None, digits: int = 4) -> str:
     """A GitHub-flavoured Markdown table of ``rows`` (floats rounded to ``digits`` significant places)."""
-    columns = list(columns or (rows[0].keys() if rows else []))
+    columns = list(columns or dict.fromkeys(k for row in rows for k in row))  # every row's columns, not the first's
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     for row in rows:
         lines.append("| " + " | ".join(_cell(row.get(c, ""), digits) for c in columns) + " |")

@@ -19,12 +19,14 @@ import fcntl
 import json
 import os
 import platform
+import shlex
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,6 +38,7 @@ RUN_FILE = "run.json"  # what produced a folder's results: job, settings, inputs
 CELLS_FILE = "cells.json"  # finished cells of an evaluation, for resuming
 LOCK_FILE = ".lock"
 INTERRUPTED_STATUS = 130  # the shell's status for a job stopped by Ctrl-C (SIGINT); SIGTERM ends with it too
+DIVERGED_STATUS = 1  # a training run stopped because its loss or weights became NaN or infinite
 
 
 def claim_output_dir(
@@ -95,6 +98,33 @@ def fresh_run_dir(root: str | Path, stem: str) -> Path:
     return path
 
 
+def remove_outputs(out: Path, names: Sequence[str]) -> None:
+    """Remove the files and folders ``names`` a job writes from ``out`` (``--overwrite``), so that no file of the
+    run being replaced passes for one of the new run; anything else in ``out`` is left alone."""
+    for name in names:
+        path = Path(out) / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def resume_command(script: str, argv: Sequence[str], out: Path, *, first: Sequence[str] = ()) -> str:
+    """The command that continues an interrupted run: ``python <script>``, ``first`` (e.g. the agent files, which
+    also leave ``argv``), the rest of ``argv`` without ``--out``/``--resume``/``--overwrite``, then ``--out <out>
+    --resume``."""
+    rest, skip = [], False
+    moved = {str(Path(arg)) for arg in first}
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--out":
+            skip = True
+        elif not (arg.startswith("--out=") or arg in ("--resume", "--overwrite") or str(Path(arg)) in moved):
+            rest.append(arg)
+    return shlex.join(["python", script, *first, *rest, "--out", str(out), "--resume"])
+
+
 def settings_changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> str:
     """A readable list of the settings that differ (``name: old -> new``), empty when none do."""
     normal = json.loads(json.dumps(dict(current), default=str))
@@ -148,9 +178,19 @@ def environment(packages: tuple[str, ...] = ("torch", "numpy")) -> dict[str, Any
         versions[name] = getattr(module, "__version__", "unknown")
     return {
         "versions": versions,
-        "machine": {"platform": platform.platform(), "host": socket.gethostname(), "cpu_count": os.cpu_count()},
+        "machine": {
+            "platform": platform.platform(),
+            "host": socket.gethostname(),
+            "cpu_count": os.cpu_count(),
+            "cuda": _cuda_device_name(),
+        },
         "git": git_state(Path(__file__).resolve().parents[1]),
     }
+
+
+def _cuda_device_name() -> str | None:
+    torch = sys.modules.get("torch")
+    return torch.cuda.get_device_name(0) if torch is not None and torch.cuda.is_available() else None
 
 
 def git_state(repo: Path) -> dict[str, Any]:
