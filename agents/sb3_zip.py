@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,8 @@ def is_sb3_zip(path: str | Path) -> bool:
 
 
 def read_sb3_zip(path: str | Path, *, optimizer: bool = False) -> SB3Zip:
-    """Read ``path`` (weights only); a missing, truncated or foreign file raises ``ValueError`` in one line."""
+    """Read ``path`` (weights only); a missing, truncated or foreign file, or one whose tensors carry code, raises
+    ``ValueError`` in one line naming the file and the member at fault."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"stable-baselines3 zip not found: {path}")
@@ -61,22 +63,30 @@ def read_sb3_zip(path: str | Path, *, optimizer: bool = False) -> SB3Zip:
             names = set(archive.namelist())
             if POLICY not in names:
                 raise ValueError(f"{path} is a zip but not a stable-baselines3 model (no {POLICY})")
-            data = json.loads(archive.read("data")) if "data" in names else {}
-            policy = _load_tensors(archive.read(POLICY))
-            optim = _load_tensors(archive.read(OPTIMIZER)) if optimizer and OPTIMIZER in names else None
-    except ValueError as err:
-        raise ValueError(f"cannot read stable-baselines3 zip {path}: {err}") from None
-    except (zipfile.BadZipFile, OSError, KeyError, RuntimeError, EOFError) as err:
+            data = _read_json(archive, path) if "data" in names else {}
+            policy = _load_tensors(archive, POLICY, path)
+            optim = _load_tensors(archive, OPTIMIZER, path) if optimizer and OPTIMIZER in names else None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, NotImplementedError, OSError, EOFError) as err:
         raise ValueError(f"cannot read stable-baselines3 zip {path} (truncated or corrupt?): {err}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: its 'data' entry is not a JSON object")
-    if not isinstance(policy, dict) or not all(isinstance(v, torch.Tensor) for v in policy.values()):
+    if not isinstance(policy, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in policy.items()
+    ):
         raise ValueError(f"{path}: its {POLICY} is not a state dict of tensors")
     return SB3Zip(path, _strip_pickles(data), policy, optim)
 
 
-def _load_tensors(raw: bytes) -> Any:
-    return load_weights(raw, "tensor file inside the zip")
+def _read_json(archive: zipfile.ZipFile, path: Path) -> Any:
+    """The zip's ``data`` entry as plain JSON (SB3's pickled entries stay base64 text, never decoded)."""
+    try:
+        return json.loads(archive.read("data"))
+    except (ValueError, RecursionError) as err:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise ValueError(f"cannot read stable-baselines3 zip {path}: its 'data' entry is not JSON ({err})") from None
+
+
+def _load_tensors(archive: zipfile.ZipFile, member: str, path: Path) -> Any:
+    return load_weights(archive.read(member), f"{member} of stable-baselines3 zip {path}")
 
 
 def _strip_pickles(value: Any) -> Any:
