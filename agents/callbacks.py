@@ -1,7 +1,9 @@
-"""stable-baselines3 callbacks of a training run: TensorBoard + progress bar, greedy evaluation, checkpoints, Ctrl-C.
+"""stable-baselines3 callbacks of a training run: TensorBoard + progress bar, greedy evaluation, checkpoints, Ctrl-C
+and SIGTERM, and a stop at the first non-finite loss or weight.
 
 Every callback counts agent steps (``model.num_timesteps``), so with K environments an event due at step s
-happens at the first vector step that reaches s.
+happens at the first vector step that reaches s. A model that went NaN is never saved nor evaluated: the
+monitor checks at each log interval, the checkpoint and evaluation callbacks before they act.
 """
 
 from __future__ import annotations
@@ -24,33 +26,50 @@ from agents.checkpoints import save_checkpoint
 from agents.rollout import play_episodes
 from rlrobust.reporting import write_tables
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C, and a cluster's pre-emption or ``kill``
+
 
 class StopRequest:
-    """Set by the first Ctrl-C (the run then checkpoints and stops); a second Ctrl-C aborts at once."""
+    """Set by the first Ctrl-C or SIGTERM (the run then checkpoints and stops); a second one aborts at once."""
 
     def __init__(self) -> None:
         self.requested = False
+        self.signal: str | None = None  # the name of the signal that asked, e.g. "SIGTERM"
 
     def __call__(self) -> bool:
         return self.requested
 
+    def handle(self, signum: int, frame: object = None) -> None:
+        """The signal handler: note the request; from now on SIGINT or SIGTERM raise ``KeyboardInterrupt``."""
+        self.requested = True
+        self.signal = signal.Signals(signum).name
+        for other in STOP_SIGNALS:
+            signal.signal(other, _abort)
+        tqdm.write(f"{self.signal}: saving a checkpoint, then stopping (Ctrl-C again aborts without saving)")
+
     @contextmanager
     def on_sigint(self) -> Iterator[None]:
-        """Route SIGINT to this request while the block runs (main thread only; elsewhere a no-op)."""
+        """Route SIGINT and SIGTERM to this request while the block runs (main thread only; elsewhere a no-op)."""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
-
-        def handler(signum, frame):
-            self.requested = True
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            tqdm.write("Ctrl-C: saving a checkpoint, then stopping (press Ctrl-C again to abort without saving)")
-
-        previous = signal.signal(signal.SIGINT, handler)
+        previous = {number: signal.signal(number, self.handle) for number in STOP_SIGNALS}
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+
+
+def _abort(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"{signal.Signals(signum).name} while stopping")
+
+
+def training_problem(model: object) -> str | None:
+    """What went non-finite in ``model``'s training (see ``DoubleDQN.training_problem``); None when healthy or
+    when the model cannot tell."""
+    check = getattr(model, "training_problem", None)
+    return check() if check is not None else None
 
 
 class StopOnRequest(BaseCallback):
@@ -111,25 +130,30 @@ class TrainingMonitor(BaseCallback):
             self.writer.add_scalar("episode/score", episode["r"], step)
             self.writer.add_scalar("episode/length", episode["l"], step)
         logged = step >= self._next_log
+        healthy = True
         if logged:
-            self._log_scalars(step)
+            healthy = self._log_scalars(step)
             self._next_log = (step // self.log_every + 1) * self.log_every
         if finished or logged:
             self._refresh_postfix()
         self.bar.update(step - self.bar.n)
-        return True
+        return healthy  # training stops at the first NaN or inf, checked when logging
 
-    def _log_scalars(self, step: int) -> None:
+    def _log_scalars(self, step: int) -> bool:
+        """Write the scalars; False (nothing written of the loss) when the losses or weights are not finite."""
         now = time.perf_counter()
         seconds, steps = now - self._clock[0], step - self._clock[1]
         self._clock = (now, step)
         if seconds > 0:
             self.writer.add_scalar("time/steps_per_sec", steps / seconds, step)
         self.writer.add_scalar("train/epsilon", self.model.exploration_rate, step)
+        if training_problem(self.model) is not None:  # before the stats reset the device sums it reads
+            return False
         stats = self.model.pop_train_stats()
         if stats is not None:
             self.writer.add_scalar("train/loss", stats["loss"], step)
             self.writer.add_scalar("train/mean_q", stats["mean_q"], step)
+        return True
 
     def _refresh_postfix(self) -> None:
         score = f"{statistics.fmean(self.scores):.1f}" if self.scores else "-"
@@ -147,7 +171,9 @@ class PeriodicEvaluation(BaseCallback):
     """Every ``every`` agent steps (and at the end), play ``episodes`` greedy games on a separate env.
 
     Logs ``eval/score`` (mean raw score), ``eval/score_std`` and ``eval/length`` to TensorBoard and rewrites
-    ``evaluations.{csv,json,md}`` in the run directory.
+    ``evaluations.{csv,json,md}`` in the run directory. An evaluation cut short by Ctrl-C or SIGTERM is not
+    recorded; a resumed run first plays the evaluation that was due at its checkpoint's step and is missing (run
+    interrupted between the two), and forgets rows newer than its checkpoint (a resume from an older one).
     """
 
     def __init__(
@@ -162,6 +188,7 @@ class PeriodicEvaluation(BaseCallback):
         seed: int = 0,
         stop: StopRequest | None = None,
         history: list[dict] | None = None,
+        progress: bool = False,
     ) -> None:
         super().__init__()
         self.make_env, self.writer, self.run_dir = make_env, writer, Path(run_dir)
@@ -169,13 +196,20 @@ class PeriodicEvaluation(BaseCallback):
         self.stop = stop
         self.rows: list[dict] = list(history or [])
         self.env: gym.Env | None = None
+        self.progress = progress
 
     @property
     def enabled(self) -> bool:
         return self.every > 0 and self.episodes > 0
 
     def _on_training_start(self) -> None:
-        self._next = (self.model.num_timesteps // self.every + 1) * self.every if self.enabled else None
+        step = self.model.num_timesteps
+        self.rows = [row for row in self.rows if row["step"] <= step]
+        self._next = (step // self.every + 1) * self.every if self.enabled else None
+        due = (step // self.every) * self.every if self.enabled else 0
+        if due > 0 and not any(due <= row["step"] <= step for row in self.rows):
+            tqdm.write(f"The evaluation due at step {due:,} is missing (interrupted run): playing it first.")
+            self.evaluate()
 
     def _on_step(self) -> bool:
         if self._next is not None and self.model.num_timesteps >= self._next:
@@ -184,16 +218,25 @@ class PeriodicEvaluation(BaseCallback):
         return True
 
     def evaluate(self) -> dict | None:
-        """Play the evaluation games now; returns the logged row (None if interrupted before any ended)."""
+        """Play the evaluation games now; returns the logged row (None if interrupted, or the model went NaN)."""
+        if training_problem(self.model) is not None:
+            return None
         if self.env is None:
             self.env = self.make_env()
         network = self.model.q_net.network
         self.model.policy.set_training_mode(False)
         step = self.model.num_timesteps
         results = play_episodes(
-            self.env, network, self.episodes, epsilon=self.epsilon, seed=self.seed, should_stop=self.stop
+            self.env,
+            network,
+            self.episodes,
+            epsilon=self.epsilon,
+            seed=self.seed,
+            should_stop=self.stop,
+            progress=self.progress,
+            desc=f"evaluating at step {step:,}",
         )
-        if not results:
+        if len(results) < self.episodes:  # cut short by a stop request: not an evaluation of `episodes` games
             return None
         scores = [score for score, _ in results]
         row = {
@@ -231,7 +274,8 @@ class PeriodicEvaluation(BaseCallback):
 
 
 class PeriodicCheckpoint(BaseCallback):
-    """Every ``every`` agent steps, an atomic checkpoint in ``run_dir/checkpoints`` (the newest ``keep`` kept)."""
+    """Every ``every`` agent steps, an atomic checkpoint in ``run_dir/checkpoints`` (the newest ``keep`` kept), once
+    the weights and losses are checked finite."""
 
     def __init__(self, run_dir: Path, *, every: int, keep: int = 2) -> None:
         super().__init__()
@@ -243,6 +287,8 @@ class PeriodicCheckpoint(BaseCallback):
 
     def _on_step(self) -> bool:
         if self._next is not None and self.model.num_timesteps >= self._next:
+            if training_problem(self.model) is not None:
+                return False  # keep the last good checkpoint; the run stops and says why
             self.last = save_checkpoint(self.model, self.run_dir, self.keep)
             self._next = (self.model.num_timesteps // self.every + 1) * self.every
         return True

@@ -1,7 +1,8 @@
 """Checkpoints of a training run, written atomically (temporary file in the same folder, fsync, rename).
 
-A checkpoint is stable-baselines3's own zip (``DoubleDQN.load`` and ``agents.load_agent`` both read it): the
-online and target networks, the optimizer state and the counters (agent steps, updates, episodes, epsilon).
+A checkpoint is stable-baselines3's own zip (``agents.load_agent`` reads it, and a resume rebuilds the model from
+config.json plus its tensors and plain counters, unpickling nothing): the online and target networks, the
+optimizer state and the counters (agent steps, updates, episodes, epsilon).
 The replay memory is not saved -- it would be gigabytes -- and a resumed run refills it before learning again.
 """
 
@@ -49,7 +50,15 @@ def checkpoints(run_dir: Path) -> list[Path]:
     """The run's step checkpoints, oldest first."""
     folder = Path(run_dir) / CHECKPOINT_DIR
     found = [p for p in folder.glob("step_*.zip") if _STEP_FILE.match(p.name)] if folder.is_dir() else []
-    return sorted(found, key=lambda p: int(_STEP_FILE.match(p.name).group(1)))
+    return sorted(found, key=checkpoint_step)
+
+
+def checkpoint_step(path: Path) -> int:
+    """The agent step in a checkpoint's name (``step_<N>.zip``)."""
+    match = _STEP_FILE.match(Path(path).name)
+    if match is None:
+        raise ValueError(f"{path} is not named like a checkpoint (step_<N>.zip)")
+    return int(match.group(1))
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:

@@ -7,7 +7,8 @@ subclass changes what the paper's recipe or speed needs and says why next to eac
 
 - ``train``: the Double-DQN target; one replay draw per call (all of its gradient steps at once, a single gather
   when the replay lives on the GPU); no host-device sync per update (loss and mean Q are accumulated on the device
-  and read when logged); gradient clipping optional (the papers have none); waits until the replay holds
+  and read when logged, which is also when a non-finite loss or weight is caught: ``training_problem``); gradient
+  clipping optional (the papers have none); waits until the replay holds
   ``learning_starts`` transitions, so a resumed run refills its replay before it learns again.
 - ``exploration_steps``: epsilon anneals over a fixed number of agent steps, as the papers' "first 1M steps",
   instead of SB3's fraction of the run (which would change with ``--total-steps`` and on resume).
@@ -214,12 +215,38 @@ class DoubleDQN(DQN):
         self._stat_count = 0
 
     def pop_train_stats(self) -> dict[str, float] | None:
-        """Mean Huber loss and mean max-Q of the minibatches since the last call (None if there were none)."""
+        """Mean Huber loss and mean max-Q of the minibatches since the last call (None if there were none); a
+        non-finite one is also kept as :meth:`training_problem`."""
         if self._stat_count == 0:
             return None
         stats = {"loss": self._loss_sum.item() / self._stat_count, "mean_q": self._q_sum.item() / self._stat_count}
+        for name, value in stats.items():
+            if not math.isfinite(value) and self._problem is None:
+                self._problem = f"the mean {name} became {value} {self._since()}"
         self._reset_train_stats()
         return stats
+
+    def training_problem(self) -> str | None:
+        """None while every loss so far and every weight (online and target) is finite; else what went wrong, kept
+        once found. One host-device sync: call it at log intervals and before saving, not per update (the losses
+        since the last :meth:`pop_train_stats` are summed on the device, so one NaN or inf shows in the sum)."""
+        if self._problem is not None:
+            return self._problem
+        tensors = [self._loss_sum, self._q_sum, *self.policy.parameters()]
+        if bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()):
+            self._checked_step = self.num_timesteps
+            return None
+        if not torch.isfinite(self._loss_sum):
+            self._problem = f"the loss became {self._loss_sum.item()} {self._since()}"
+        elif not torch.isfinite(self._q_sum):
+            self._problem = f"the mean max-Q became {self._q_sum.item()} {self._since()}"
+        else:
+            bad = [name for name, p in self.policy.named_parameters() if not torch.isfinite(p).all()]
+            self._problem = f"{len(bad)} weight tensors became NaN or infinite ({bad[0]}, ...) {self._since()}"
+        return self._problem
+
+    def _since(self) -> str:
+        return f"between agent steps {self._checked_step:,} and {self.num_timesteps:,}"
 
     def dump_logs(self) -> None:
         if self._last_loss is not None:  # read here, not per update, to spare a device sync each step
@@ -232,7 +259,10 @@ class DoubleDQN(DQN):
         self._last_loss: torch.Tensor | None = None
         self._compiled: tuple[Any, Any] | None = None  # (loss, optimizer step) through torch.compile, made lazily
         self._compile_checked = False
+        self._problem: str | None = None  # the first non-finite loss or weight found (see training_problem)
+        self._checked_step = 0  # the last agent step at which everything was finite
 
     def _excluded_save_params(self) -> list[str]:
         excluded = ("_loss_sum", "_q_sum", "_stat_count", "_last_loss", "_compiled", "_compile_checked")
+        excluded += ("_problem", "_checked_step")
         return [*super()._excluded_save_params(), *excluded]

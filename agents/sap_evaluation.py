@@ -15,11 +15,15 @@ over ``sap_passes`` stochastic passes (the paper's prediction rule). Five column
 At lambda = 0 nothing is attacked: the SAP columns share one clean play of the SAP agent, the dense columns one
 of the dense agent. The games run in parallel in ale-py's vector env, one episode per environment (the first of
 each, so that short lost games are not favoured), the attacks in ``wrappers.VectorAdversarialObservation``.
+
+Every finished play can be kept in a :class:`rlrobust.runs.CellStore` (one cell per distinct play, keyed by the
+agent's sha256 and every setting), so an interrupted evaluation resumes where it stopped and gives the same table.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,18 +36,20 @@ from gymnasium.vector import VectorEnv, VectorWrapper
 from torch import nn
 from tqdm import tqdm
 
-from agents.checkpoints import recorded_game, run_dir_of
+from agents.checkpoints import FINAL_MODEL, latest_checkpoint, recorded_game, run_dir_of
 from agents.env import action_meanings, fire_action, make_atari_eval_vec_env, resolve_game
 from agents.loading import load_agent
 from agents.networks import FRAME_SHAPE
-from rlrobust.sap import insert_sap
+from rlrobust.files import sha256_of
+from rlrobust.runs import CellStore
+from rlrobust.sap import check_frac, insert_sap
 from rlrobust.stochastic import mean_scores
 from wrappers import VectorAdversarialObservation
 from wrappers.evaluation import first_episodes, greedy_policy
 
 ATTACK_CHOICES = ("fgsm", "iterative", "pgd")
 CLEAN_KEY = "clean_observation"
-ROW_KEYS = ("agent", "game", "sap_frac", "lambda", "episodes")
+ROW_KEYS = ("agent", "agent_sha256", "game", "sap_frac", "lambda", "episodes")
 MAX_LAMBDA = 255.0
 
 
@@ -73,6 +79,8 @@ class EvalSettings:
                 raise ValueError(f"lambda must lie in [0, {MAX_LAMBDA:g}] (pixel units of 0-255 frames), got {lam:g}")
         if not self.sap_fracs or any(not frac > 0 for frac in self.sap_fracs):
             raise ValueError(f"SAP fractions must be > 0 (1.0 is SAP-100), got {list(self.sap_fracs)}")
+        for frac in self.sap_fracs:
+            check_frac(frac, "SAP fraction")
         for name in ("episodes", "sap_passes", "mc_samples", "eot_samples", "pgd_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
@@ -132,12 +140,20 @@ def standard_error(scores: Sequence[float]) -> float:
 
 @dataclass
 class Agent:
-    """A loaded agent and the games it is evaluated on."""
+    """A loaded agent, the games it is evaluated on, and the file its weights came from with its sha256 (what the
+    results and the cells of an interrupted run are keyed by: swap the file and nothing saved is reused)."""
 
     name: str
     path: Path
     network: nn.Module
     games: list[str]
+    sha256: str = ""
+    file: Path | None = None
+
+    def describe(self) -> dict[str, Any]:
+        """What the recorded settings hold of the agent: its weights' sha256, not where the file lies (run.json's
+        inputs have the path), so a moved file still resumes and a swapped one never does."""
+        return {"name": self.name, "sha256": self.sha256}
 
 
 def prepare_agent(path: str | Path, games: Sequence[str] | None, device: str | torch.device = "cpu") -> Agent:
@@ -147,7 +163,8 @@ def prepare_agent(path: str | Path, games: Sequence[str] | None, device: str | t
     play (another number of actions) or an agent whose game is unknown.
     """
     path = Path(path)
-    network = load_agent(path)
+    file = model_file(path)
+    network = load_agent(file)
     recorded = recorded_game(path)
     chosen = [resolve_game(g) for g in games] if games else [resolve_game(recorded)] if recorded else []
     if not chosen:
@@ -163,7 +180,36 @@ def prepare_agent(path: str | Path, games: Sequence[str] | None, device: str | t
             )
     run_dir = run_dir_of(path)
     name = run_dir.name if run_dir is not None else path.stem
-    return Agent(name=name, path=path, network=network.to(device), games=chosen)
+    return Agent(name, path, network.to(device), chosen, sha256=sha256_of(file), file=file)
+
+
+def model_file(path: Path) -> Path:
+    """The file holding an agent's weights: ``path`` itself, or a run directory's final model (else its newest
+    checkpoint). Raises ``FileNotFoundError`` naming what is missing."""
+    if path.is_dir():
+        final = path / FINAL_MODEL
+        found = final if final.is_file() else latest_checkpoint(path)
+        if found is None:
+            raise FileNotFoundError(f"{path} is a folder without {FINAL_MODEL} or checkpoints/step_*.zip")
+        return found
+    if not path.is_file():
+        raise FileNotFoundError(f"agent checkpoint not found: {path}")
+    return path
+
+
+def distinct_agents(agents: Sequence[Agent]) -> list[Agent]:
+    """``agents`` with names made unique (a clash gets the start of the file's sha256 appended), so that every
+    table row says which agent it is; the same weights given twice are refused."""
+    seen: dict[str, Path] = {}
+    for agent in agents:
+        if agent.sha256 in seen:
+            raise ValueError(f"the same agent weights are given twice: {seen[agent.sha256]} and {agent.path}")
+        seen[agent.sha256] = agent.path
+    names = [agent.name for agent in agents]
+    for agent in agents:
+        if names.count(agent.name) > 1:
+            agent.name = f"{agent.name}-{agent.sha256[:8]}"
+    return list(agents)
 
 
 class _RecordCleanObservations(VectorWrapper):
@@ -233,6 +279,13 @@ class Play:
     attacker_frac: float | None = None
     attack: str | None = None
     eot_samples: int = 1
+
+    def key(self) -> str:
+        """Every field, for the cell store (``describe`` is for people)."""
+        return (
+            f"{self.agent}:{self.frac!r}|lambda={self.lam!r}|{self.attack}:{self.attacker}:{self.attacker_frac!r}"
+            f":n={self.eot_samples}"
+        )
 
     def describe(self) -> str:
         who = "dense" if self.agent == "dense" else f"SAP-{self.frac * 100:g}"
@@ -316,15 +369,36 @@ class GameEvaluation:
             action_changes=int(agent.changes(lengths).sum()),
         )
 
+    def cell_key(self, play: Play) -> str:
+        """The play's key in a :class:`CellStore`: agent (name and sha256), game and every field of the play."""
+        return f"{self.agent.name}@{self.agent.sha256[:16]}/{self.game}/{play.key()}"
+
+    def play_all(self, store: CellStore | None = None, bar: tqdm | None = None) -> None:
+        """Play every play not yet in ``results``: taken from ``store`` where it holds it, else played and added
+        to ``store`` at once (so Ctrl-C loses at most the play that was running)."""
+        for play in self.plays():
+            key = self.cell_key(play)
+            if play not in self.results and store is not None and key in store:
+                self.results[play] = PlayResult(**store.get(key))
+            if play not in self.results:
+                self.results[play] = self.run(play)
+                if store is not None:
+                    store.add(key, dataclasses.asdict(self.results[play]))
+            if bar is not None:
+                bar.update()
+
     def rows(self) -> list[dict[str, Any]]:
-        """One row per SAP fraction and budget, the columns of :func:`table_columns`."""
+        """One row per SAP fraction and budget whose plays are all done, the columns of :func:`table_columns`."""
         out = []
         for frac in self.settings.sap_fracs:
             for lam in self.settings.lambdas:
-                row: dict[str, Any] = {"agent": self.agent.name, "game": self.game, "sap_frac": frac, "lambda": lam}
-                row["episodes"] = self.settings.episodes
-                for column in columns(self.settings):
-                    row |= _cells(column, self.results[play_for(column, frac, lam)], row)
+                needed = [play_for(column, frac, lam) for column in columns(self.settings)]
+                if not all(play in self.results for play in needed):
+                    continue  # an interrupted run: only complete rows go into the table
+                row: dict[str, Any] = {"agent": self.agent.name, "agent_sha256": self.agent.sha256}
+                row |= {"game": self.game, "sap_frac": frac, "lambda": lam, "episodes": self.settings.episodes}
+                for column, play in zip(columns(self.settings), needed, strict=True):
+                    row |= _cells(column, self.results[play], row)
                 out.append(row)
         return out
 
@@ -345,14 +419,40 @@ def attack_options(attack: str, lam: float, pgd_steps: int) -> dict[str, Any] | 
     return {"steps": pgd_steps, "step": 2.5 * lam / pgd_steps} if attack == "pgd" else None
 
 
-def evaluate(agents: Sequence[Agent], settings: EvalSettings) -> list[dict[str, Any]]:
-    """The table rows of every agent and game (see :func:`table_columns`)."""
-    evaluations = [GameEvaluation(agent, game, settings) for agent in agents for game in agent.games]
-    todo = [(evaluation, play) for evaluation in evaluations for play in evaluation.plays()]
+def game_evaluations(agents: Sequence[Agent], settings: EvalSettings) -> list[GameEvaluation]:
+    """One :class:`GameEvaluation` per agent and game, nothing played yet."""
+    return [GameEvaluation(agent, game, settings) for agent in agents for game in agent.games]
+
+
+def play_all(evaluations: Sequence[GameEvaluation], store: CellStore | None = None) -> None:
+    """Play every play of every evaluation (those in ``store`` are taken from it), with a bar over the plays;
+    the games' environments are closed however it ends."""
+    total = sum(len(evaluation.plays()) for evaluation in evaluations)
+    progress = any(evaluation.settings.progress for evaluation in evaluations)
     try:
-        for evaluation, play in tqdm(todo, desc="plays", disable=not settings.progress):
-            evaluation.results[play] = evaluation.run(play)
+        with tqdm(total=total, desc="plays", unit="play", disable=not progress) as bar:
+            for evaluation in evaluations:
+                evaluation.play_all(store, bar)
     finally:
         for evaluation in evaluations:
             evaluation.close()
+
+
+def table_rows(evaluations: Sequence[GameEvaluation]) -> list[dict[str, Any]]:
+    """The complete rows of every evaluation, in table order."""
     return [row for evaluation in evaluations for row in evaluation.rows()]
+
+
+def evaluate(agents: Sequence[Agent], settings: EvalSettings, store: CellStore | None = None) -> list[dict[str, Any]]:
+    """The table rows of every agent and game (see :func:`table_columns`); finished plays kept in ``store``."""
+    evaluations = game_evaluations(agents, settings)
+    play_all(evaluations, store)
+    return table_rows(evaluations)
+
+
+def run_settings(agents: Sequence[Agent], settings: EvalSettings, **extra: Any) -> dict[str, Any]:
+    """Every setting that shapes the results, the agents' files and sha256 included: what run.json records, what
+    ``--resume`` must match and what the cell store is keyed by (``extra``: e.g. torch threads)."""
+    chosen = {k: v for k, v in dataclasses.asdict(settings).items() if k != "progress"}
+    agents_info = [{**agent.describe(), "games": list(agent.games)} for agent in agents]
+    return {"agents": agents_info, **chosen, **extra}

@@ -5,6 +5,7 @@ against lambda per game) and TensorBoard scalars."""
 from __future__ import annotations
 
 import math
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -126,17 +127,26 @@ def log_scalars(rows: Sequence[Row], settings: EvalSettings, logdir: Path) -> Pa
 
 
 def write_report(
-    rows: Sequence[Row], settings: EvalSettings, out: Path, *, agents: Sequence[str], seconds: float
+    rows: Sequence[Row],
+    settings: EvalSettings,
+    out: Path,
+    *,
+    agents: Sequence[str],
+    seconds: float,
+    partial: str = "",
 ) -> dict[str, Path]:
-    """Write every output under ``out``; returns their paths (csv, json, md, png, tensorboard)."""
+    """Write every output under ``out``; returns their paths (csv, json, md, png, tensorboard). ``partial``, when
+    given, says at the top of the Markdown why the table is incomplete (an interrupted run)."""
     out = Path(out)
+    warning = f"**PARTIAL TABLE: {partial}**\n\n" if partial else ""
     paths = write_tables(
         rows,
         out,
         title="SAP on Atari agents under observation attacks",
-        notes=notes(settings, agents, seconds, settings.device),
+        notes=warning + notes(settings, agents, seconds, settings.device),
         markdown_rows=markdown_rows(rows, settings),
     )
     paths["png"] = plot_scores(rows, settings, out / "scores.png")
+    shutil.rmtree(out / "tensorboard", ignore_errors=True)  # a resumed run's scalars replace the partial ones
     paths["tensorboard"] = log_scalars(rows, settings, out / "tensorboard")
     return paths

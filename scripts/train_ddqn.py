@@ -6,7 +6,9 @@
     python scripts/train_ddqn.py --resume runs/Bowling-ddqn-seed0-20260101-120000 [--total-steps 2000000]
 
 Writes a run directory (printed at start and end) with config.json, TensorBoard events, checkpoints/,
-final_model.zip and q_network.pt (both loadable by ``agents.load_agent``). Ctrl-C saves a checkpoint and exits.
+final_model.zip and q_network.pt (both loadable by ``agents.load_agent``). Ctrl-C or SIGTERM saves a checkpoint and
+exits with status 130; a bad setting ends with one ``error:`` line and status 2 before anything is written; a loss
+that turns NaN or infinite stops the run (status 1), keeping the last good checkpoint and writing no final model.
 """
 
 from __future__ import annotations
@@ -14,13 +16,26 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agents.training import COMPILE_CHOICES, TrainConfig, create_run, prepare_resume, run
+from agents.training import (
+    COMPILE_CHOICES,
+    LIMITS,
+    LOW_OPEN,
+    TrainConfig,
+    TrainingDiverged,
+    create_run,
+    prepare_resume,
+    run,
+)
+from rlrobust.cli import count, real, run_main
+from rlrobust.runs import DIVERGED_STATUS, INTERRUPTED_STATUS
 
-INTERRUPTED_EXIT_CODE = 130  # the shell's convention for a command stopped by Ctrl-C
+INTERRUPTED_EXIT_CODE = INTERRUPTED_STATUS  # 130, the shell's convention for a command stopped by Ctrl-C
+DIVERGED_EXIT_CODE = DIVERGED_STATUS  # 1: training stopped at a non-finite loss or weight
 
 # flag -> (TrainConfig field, help). Types and defaults come from TrainConfig.
 FLAGS = {
@@ -60,6 +75,7 @@ FLAGS = {
     "--eval-every": ("eval_every", "agent steps between greedy evaluations (0 = none)"),
     "--eval-episodes": ("eval_episodes", "games per evaluation"),
     "--eval-epsilon": ("eval_epsilon", "exploration rate during evaluation (0 = greedy; Nature used 0.05)"),
+    "--eval-max-steps": ("eval_max_steps", "agent steps after which an evaluation game ends (4500 = 18,000 frames)"),
     "--log-every": ("log_every", "agent steps between TensorBoard scalars"),
 }
 CHOICES = {"device": ["auto", "cpu", "cuda"], "compile": list(COMPILE_CHOICES)}
@@ -80,7 +96,7 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
         elif field in CHOICES:
             parser.add_argument(flag, dest=field, choices=CHOICES[field], help=help_text, **kwargs)
         else:
-            parser.add_argument(flag, dest=field, type=type(default), help=help_text, **kwargs)
+            parser.add_argument(flag, dest=field, type=_flag_type(field, default), help=help_text, **kwargs)
     logdir_default = {} if suppress_defaults else {"default": Path("runs")}
     parser.add_argument("--logdir", type=Path, help="where run directories are created", **logdir_default)
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue this run from its newest checkpoint")
@@ -88,24 +104,44 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
     return parser
 
 
+def _flag_type(field: str, default: object):
+    """The checked argparse type of a numeric setting (its range from ``agents.training.LIMITS``); text is kept."""
+    if field not in LIMITS:
+        return str
+    low, high = LIMITS[field]
+    if isinstance(default, int):
+        return count(int(low), None if high is None else int(high))
+    return real(low, high, low_open=field in LOW_OPEN)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Train or resume; user errors (bad settings, not a run directory, a run in use) raise ``ValueError`` and
+    the like, which :func:`rlrobust.cli.run_main` turns into one ``error:`` line and status 2."""
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     given = vars(build_parser(suppress_defaults=True).parse_args(argv))  # only the flags typed on the command line
     fields = {field for field, _ in FLAGS.values()}
-    try:
-        if args.resume is not None:
-            config, checkpoint = prepare_resume(args.resume, {k: v for k, v in given.items() if k in fields})
-            run_dir = args.resume
-            print(f"Resuming {run_dir} from {checkpoint.name}")
-        else:
-            config = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
-            run_dir, checkpoint = create_run(config, args.logdir), None
-            print(f"Run directory: {run_dir}")
-    except (ValueError, FileNotFoundError) as err:  # bad flags, unknown game, not a run directory
-        raise SystemExit(f"error: {err}") from None
+    if args.resume is not None:
+        if "logdir" in given:
+            raise ValueError("--logdir does not apply with --resume: the run continues in its own directory")
+        config, checkpoint = prepare_resume(args.resume, {k: v for k, v in given.items() if k in fields})
+        run_dir = args.resume
+        print(f"Resuming {run_dir} from {checkpoint.name}")
+    else:
+        config = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
+        run_dir, checkpoint = create_run(config, args.logdir), None
+        print(f"Run directory: {run_dir}")
     print(_settings_line(config))
-    result = run(config, run_dir, checkpoint=checkpoint, progress=not args.no_progress)
+    try:
+        result = run(config, run_dir, checkpoint=checkpoint, progress=not args.no_progress)
+    except TrainingDiverged as err:
+        print(f"error: {err}", file=sys.stderr)
+        return DIVERGED_EXIT_CODE
+    except KeyboardInterrupt:  # a second Ctrl-C or SIGTERM while stopping
+        print(
+            f"error: aborted without saving; continue from the last checkpoint with --resume {run_dir}", file=sys.stderr
+        )
+        return INTERRUPTED_EXIT_CODE
     print(f"{'Stopped' if result.interrupted else 'Finished'} at step {result.steps:,} after {result.seconds:.0f} s.")
     print(f"Checkpoint: {result.checkpoint}")
     if result.final_model:
@@ -123,5 +159,10 @@ def _settings_line(config: TrainConfig) -> str:
     return "Settings: " + ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(config).items() if k in shown)
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> str:
+    return f"warning: {message}\n"
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    warnings.formatwarning = _one_line_warning
+    run_main(main)

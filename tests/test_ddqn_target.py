@@ -201,3 +201,52 @@ def test_compile_setting_auto_compiles_long_runs_only():
     assert not TrainConfig(compile="off").compiles_update()
     with pytest.raises(ValueError, match="compile must be one of"):
         TrainConfig(compile="yes").validate()
+
+
+# ------------------------------------------------------------------------------------------- non-finite training
+def test_a_nan_loss_is_caught_at_the_next_check_without_a_sync_per_update(monkeypatch):
+    """The losses are summed on the device; ``training_problem`` reads them (and the weights) in one sync, so one
+    NaN minibatch is reported at the next check, and ``train`` itself never reads a value back to the host."""
+    model = tiny_model(learning_rate=1e-3)
+    batch = fixed_minibatch(model)
+    assert model.training_problem() is None
+    reads = []
+    monkeypatch.setattr(torch.Tensor, "item", lambda self: reads.append(self) or float("nan"))
+    bad = batch._replace(rewards=batch.rewards.clone().fill_(float("nan")))
+    model.replay_buffer.sample = lambda *args, **kwargs: bad
+    model.train(gradient_steps=2, batch_size=8)
+    assert reads == []  # no host-device sync inside the update
+    monkeypatch.undo()
+    problem = model.training_problem()
+    assert problem is not None and problem.startswith("the loss became nan between agent steps 0 and 0")
+    assert model.training_problem() == problem  # kept once found
+    model.env.close()
+
+
+def test_pop_train_stats_reports_a_non_finite_mean():
+    model = tiny_model()
+    model._loss_sum = torch.tensor(float("inf"))
+    model._stat_count = 1
+    assert model.pop_train_stats()["loss"] == float("inf")
+    assert model.training_problem().startswith("the mean loss became inf")
+    model.env.close()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"learning_rate": float("nan")}, "learning_rate must be a finite number, got nan"),
+        ({"max_grad_norm": float("inf")}, "max_grad_norm must be a finite number, got inf"),
+        ({"frame_margin": float("-inf")}, "frame_margin must be a finite number"),
+        ({"learning_rate": 0.0}, r"learning_rate must lie in \(0, inf\), got 0.0"),
+        ({"batch_size": 0}, r"batch_size must lie in \[1, inf\), got 0"),
+        ({"total_steps": "100"}, "total_steps must be of type int, got '100'"),
+        ({"batch_size": 32.0}, "batch_size must be of type int, got 32.0"),
+        ({"clip_rewards": 1}, "clip_rewards must be of type bool, got 1"),
+        ({"gamma": True}, "gamma must be of type float, got True"),
+        ({"seed": 2**31}, r"seed must lie in \[0, 2147483647\]"),
+    ],
+)
+def test_train_config_refuses_non_finite_and_mistyped_settings(change, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**change).validate()
