@@ -5,46 +5,33 @@
     python scripts/train_classifier.py --dataset synthetic --method trades --epochs 2 --max-batches 5
     torchrun --nproc_per_node=4 scripts/train_classifier.py --dataset cifar10 --data-dir data --method trades
     python scripts/train_classifier.py ... --resume                                             # continue a run
+    python scripts/train_classifier.py ... --overwrite                                          # replace a run
 
 ``--method`` picks its paper's preset (standard: sap-dense, adv: sap-adv, others: weat); every other flag overrides
-one field of it. Budgets accept fractions: ``--eps 8/255``. Outputs under ``--out-dir``: config.json, metrics.csv,
-tensorboard/, last.pt (every epoch, atomic) and best_robust.pt (best held-out PGD accuracy).
+one field of it. Budgets accept fractions: ``--eps 8/255``; every number is checked against its range
+(``classifiers.training.config.BOUNDS``) before anything runs. Outputs under ``--out-dir``: config.json, run.json
+(settings, data files' sha256, versions), metrics.csv, tensorboard/, last.pt (every epoch, atomic) and
+best_robust.pt (best held-out PGD accuracy); without ``--out-dir``, a fresh
+``runs/classifier/<dataset>-<method>-seed<S>-<stamp>``. A folder holding another run is refused unless ``--resume`` or
+``--overwrite``; Ctrl-C or SIGTERM stop after keeping the last finished epoch (exit status 130); a loss or weight
+that turns NaN or infinite stops the run before that epoch is saved (exit status 1).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import shlex
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from classifiers.data import DATASETS
-from classifiers.models import ARCHITECTURES
 from classifiers.training import METHODS, PRESETS, TrainConfig, make_config, train
-from classifiers.training.config import SCHEDULES
-from rlrobust.cli import run_main
-
-CHOICES = {
-    "dataset": sorted(DATASETS),
-    "arch": sorted(ARCHITECTURES),
-    "schedule": list(SCHEDULES),
-    "amp": ["auto", "bf16", "off"],
-    "channels_last": ["auto", "on", "off"],
-    "holdout_source": ["test", "train"],
-}
-
-
-def number(text: str) -> float:
-    """A float, or a fraction such as 8/255."""
-    try:
-        if "/" in text:
-            numerator, denominator = text.split("/")
-            return float(numerator) / float(denominator)
-        return float(text)
-    except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(f"not a number or fraction: {text!r}") from None
+from classifiers.training.config import BOUNDS, CHOICES, MILESTONE
+from classifiers.training.trainer import NonFiniteTraining, TrainingInterrupted
+from rlrobust.cli import device, run_main
+from rlrobust.runs import DIVERGED_STATUS, INTERRUPTED_STATUS, fresh_run_dir
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -54,6 +41,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--method", required=True, choices=METHODS)
     parser.add_argument("--preset", choices=sorted(PRESETS), help="recipe to start from (default: the method's paper)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.pt if it exists")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the run in OUT_DIR (its outputs are deleted first)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     for f in dataclasses.fields(TrainConfig):
         if f.name in ("method", "preset"):
@@ -63,27 +53,67 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if kind == "bool":
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
         elif kind.startswith("list"):
-            parser.add_argument(flag, type=int, nargs="*", default=None, metavar="EPOCH")
-        elif kind.startswith("float"):
-            parser.add_argument(flag, type=number, default=None)
-        elif kind.startswith("int"):
-            parser.add_argument(flag, type=int, default=None)
+            parser.add_argument(flag, type=MILESTONE.flag_type(), nargs="*", default=None, metavar="EPOCH")
+        elif kind.startswith(("float", "int")):
+            parser.add_argument(flag, type=BOUNDS[f.name].flag_type(), default=None)  # every number has a range
+        elif f.name == "device":
+            parser.add_argument(flag, type=_device, default=None, help="auto, cpu, cuda or cuda:N")
         else:
-            parser.add_argument(flag, default=None, choices=CHOICES.get(f.name))
+            choices = sorted(CHOICES[f.name]) if f.name in CHOICES else None
+            parser.add_argument(flag, default=None, choices=choices)
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> None:
+def _device(text: str) -> str:
+    """``auto`` or a device this machine has (checked now, not minutes into the run)."""
+    return text if text == "auto" else device(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train; 0 when done, 130 when stopped by Ctrl-C or SIGTERM (with how to resume)."""
     args = parse_args(argv)
     overrides = {
         f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if f.name not in ("method", "preset")
     }
+    if args.resume and args.out_dir is None:
+        raise ValueError("--resume needs --out-dir, the folder of the run to continue")
     config = make_config(args.method, args.preset, **overrides)
-    summary = train(config, resume=args.resume, progress=not args.quiet)
+    if args.out_dir is None:  # a fresh folder per run, so that no run lands in another's
+        config.out_dir = str(fresh_run_dir("runs/classifier", f"{config.dataset}-{config.method}-seed{config.seed}"))
+    try:
+        summary = train(config, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
+    except KeyboardInterrupt as stop:
+        print(_interrupted_message(stop, config, argv), file=sys.stderr)
+        return INTERRUPTED_STATUS
+    except NonFiniteTraining as err:  # a diverged run is not a usage error: status 1, like train_ddqn.py
+        print(f"error: {err}", file=sys.stderr)
+        return DIVERGED_STATUS
     best = summary["best"]
-    print(f"done: {summary['out_dir']}/metrics.csv, tensorboard/, last.pt, best_robust.pt")
+    print(
+        f"done: {summary['out_dir']}/metrics.csv, tensorboard/, last.pt" + (", best_robust.pt" if best["epoch"] else "")
+    )
     if best["epoch"]:
         print(f"best held-out PGD accuracy {best['pgd_acc']:.4f} at epoch {best['epoch']}")
+    else:
+        print(f"no best_robust.pt: no epoch reached --select-from-epoch {config.select_from_epoch}")
+    return 0
+
+
+def _interrupted_message(stop: KeyboardInterrupt, config: TrainConfig, argv: list[str] | None) -> str:
+    """What was kept and the command that continues the run."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    words = [w for w in words if w != "--overwrite"] + ([] if "--resume" in words else ["--resume"])
+    if not any(w == "--out-dir" or w.startswith("--out-dir=") for w in words):
+        words += ["--out-dir", config.out_dir]
+    command = shlex.join(["python", "scripts/train_classifier.py", *words])
+    last = Path(config.out_dir) / "last.pt"
+    if isinstance(stop, TrainingInterrupted) and stop.epochs_saved:
+        kept = f"{last} keeps epoch {stop.epochs_saved} of {stop.epochs}"
+    elif last.is_file():
+        kept = f"{last} is as it was"
+    else:
+        kept = "no epoch had finished, so nothing is saved yet"
+    return f"interrupted: {kept}; continue with: {command}"
 
 
 if __name__ == "__main__":

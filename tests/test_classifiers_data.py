@@ -15,6 +15,7 @@ import torch
 
 from classifiers.data import DatasetFilesMissing, DeviceBatches, ImageDataset, load_dataset, random_crop_flip
 from classifiers.data.images import decode_rgb, encode_jpeg
+from classifiers.data.registry import DATASETS, dataset_files
 from classifiers.data.tiny_imagenet import load_tiny_imagenet_val_zip
 from tests.conftest import shared_file
 
@@ -176,6 +177,27 @@ def test_bad_names_and_corrupt_files(tmp_path):
     (tmp_path / "cifar-10-batches-py" / "test_batch").write_bytes(b"\x80\x02}q\x00(U\x04data")  # truncated
     with pytest.raises(ValueError, match="truncated or corrupt"):
         load_dataset("cifar10", "test", tmp_path)
+
+
+def test_dataset_files_name_what_a_run_reads_for_its_record(tmp_path):
+    """The files whose sha256 a training run records: exactly those its loader reads, wherever they sit."""
+    write_cifar(tmp_path / "a")
+    cifar = dataset_files("cifar10", tmp_path / "a")
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]
+    assert sorted(cifar) == sorted(names)
+    assert all(path.parent == tmp_path / "a" / "cifar-10-batches-py" for path in cifar.values())
+    write_svhn(tmp_path / "b")  # only the train file: the missing test file is not listed
+    assert dataset_files("svhn", tmp_path / "b") == {"train_32x32.mat": tmp_path / "b" / "svhn" / "train_32x32.mat"}
+    (tmp_path / "c" / "tiny-imagenet-200").mkdir(parents=True)
+    (tmp_path / "c" / "tiny-imagenet-200" / "wnids.txt").write_text("n0\n")
+    assert dataset_files("tiny-imagenet", tmp_path / "c") == {"tiny-imagenet-200": tmp_path / "c" / "tiny-imagenet-200"}
+    assert dataset_files("cifar10", tmp_path / "nothing") == {} and dataset_files("synthetic") == {}
+    assert [name for name, spec in DATASETS.items() if spec.needs_dir] == [
+        "cifar10",
+        "cifar100",
+        "svhn",
+        "tiny-imagenet",
+    ]
 
 
 # --- the shared real images -------------------------------------------------------------------------------------------

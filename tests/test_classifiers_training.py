@@ -3,9 +3,12 @@ atomic checkpoints, exact resume, presets, the command line and clear errors."""
 
 from __future__ import annotations
 
+import argparse
 import csv
+import dataclasses
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,11 +19,15 @@ from torch import nn
 
 from classifiers.data import DatasetFilesMissing, load_dataset
 from classifiers.models import ARCHITECTURES, load_classifier
-from classifiers.training import METHODS, PRESETS, make_config, train
+from classifiers.training import METHODS, PRESETS, TrainConfig, make_config, train
 from classifiers.training import methods as methods_module
 from classifiers.training import trainer as trainer_module
 from classifiers.training.checkpoint import BEST, LAST, load_training_checkpoint
+from classifiers.training.config import BOUNDS
 from rlrobust.energy import energy, joint_energy
+from rlrobust.files import sha256_of
+from rlrobust.runs import RunLock
+from tests.corpus import load_script
 from tests.test_classifiers_data import SUBPROCESS_ENV, one_torch_thread, write_cifar
 
 pytestmark = pytest.mark.usefixtures(one_torch_thread.__name__)
@@ -159,7 +166,7 @@ def test_resume_continues_exactly_as_the_uninterrupted_run(cifar_dir, tmp_path, 
 
 def test_resume_refuses_other_settings_and_corrupt_checkpoints(cifar_dir, tmp_path, tiny_arch):
     train(small_config("standard", cifar_dir, tmp_path), progress=False)
-    with pytest.raises(ValueError, match=r"different settings \(lr: 0.05 -> 0.1"):
+    with pytest.raises(ValueError, match=r"other settings \(lr: 0.05 -> 0.1\)"):
         train(small_config("standard", cifar_dir, tmp_path, lr=0.1), resume=True, progress=False)
     (tmp_path / LAST).write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="cannot read checkpoint"):
@@ -223,8 +230,11 @@ def test_bad_input_gives_clear_errors(cifar_dir, tmp_path, tiny_arch):
         make_config("fast_at")
     with pytest.raises(ValueError, match=r"eps must lie in \[0, 1\]"):
         make_config("trades", eps=8.0)
+    (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetFilesMissing, match="data_batch_1"):
         train(small_config("standard", tmp_path / "empty", tmp_path / "out"), progress=False)
+    with pytest.raises(FileNotFoundError, match=r"--data-dir .*absent does not exist"):
+        train(small_config("standard", tmp_path / "absent", tmp_path / "out"), progress=False)
     with pytest.raises(ValueError, match="no training split"):
         train(small_config("standard", None, tmp_path / "out", dataset="cifar10-shared"), progress=False)
 
@@ -264,3 +274,149 @@ def test_torchrun_ddp_on_cpu_with_gloo(cifar_dir, tmp_path):
     rows = read_metrics(tmp_path)
     assert len(rows) == 1 and float(rows[0]["time.images_per_s"]) > 0
     assert load_training_checkpoint(tmp_path / LAST)["epoch"] == 1
+
+
+# --- reliability (issue 12): ranges, divergence, output folders, interruption, provenance --------------------------
+
+
+def test_config_refuses_non_finite_and_out_of_range_settings():
+    """API users get the command line's checks: one line naming the setting."""
+    bad = {
+        "lr": (float("nan"), "lr must be a finite number"),
+        "weight_decay": (float("inf"), "weight_decay must be a finite number"),
+        "momentum": (1.0, r"momentum must lie in \[0, 1\)"),
+        "pct_start": (0.0, r"pct_start must lie in \(0, 1\)"),
+        "holdout_size": (0, "holdout_size must be an integer >= 1"),
+        "train_size": (-5, "train_size must be an integer >= 1"),
+        "max_batches": (0, "max_batches must be an integer >= 1"),
+        "epochs": (2.5, "epochs must be an integer"),
+        "step": (0.0, r"step must lie in \(0, 1\]"),
+        "milestones": ([30, 10], "milestones must be strictly increasing"),
+        "device": ("gpu", "device must be auto, cpu, cuda, cuda:N or mps"),
+    }
+    for name, (value, message) in bad.items():
+        with pytest.raises(ValueError, match=message):
+            make_config("trades", dataset="synthetic", **{name: value})
+    assert make_config("trades", dataset="synthetic", eps=0.0, max_batches=None).eps == 0.0  # edges stay allowed
+
+
+def test_every_numeric_setting_has_one_range_for_config_and_command_line():
+    numeric = {f.name for f in dataclasses.fields(TrainConfig) if str(f.type).startswith(("int", "float"))}
+    assert numeric == set(BOUNDS)
+    for name, bound in BOUNDS.items():
+        for text in ("-1", "0", "0.5", "1", "3", "nan"):
+            try:
+                value = bound.flag_type()(text)
+            except argparse.ArgumentTypeError:
+                value = None
+            try:
+                bound.check(name, float(text) if "." in text or text == "nan" else int(text))
+                accepted = True
+            except ValueError:
+                accepted = False
+            assert accepted == (value is not None), (name, text)
+
+
+def _divergence_run(cifar_dir, out, monkeypatch, bad_call, corrupt):
+    """Two epochs of 4 batches whose ``bad_call``-th loss is corrupted by ``corrupt(loss, natural)``."""
+    real_loss = methods_module.Standard.loss
+    calls = []
+
+    def loss(self, natural, adversarial, y):
+        calls.append(1)
+        value = real_loss(self, natural, adversarial, y)
+        return corrupt(value, natural) if len(calls) >= bad_call else value
+
+    monkeypatch.setattr(methods_module.Standard, "loss", loss)
+    config = small_config("standard", cifar_dir, out, epochs=2, schedule="constant", eval_steps=1)
+    with pytest.raises(trainer_module.NonFiniteTraining) as failure:
+        train(config, progress=False)
+    return str(failure.value)
+
+
+def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_epoch(cifar_dir, tmp_path, monkeypatch, tiny_arch):
+    message = _divergence_run(cifar_dir, tmp_path, monkeypatch, 5, lambda loss, _: loss * float("nan"))
+    assert "diverged in epoch 2: the loss became non-finite by batch 1" in message
+    assert f"{tmp_path / LAST} keeps epoch 1" in message and "Lower --lr" in message
+    last = load_training_checkpoint(tmp_path / LAST)
+    assert last["epoch"] == 1 and all(torch.isfinite(t).all() for t in last["model"].values() if t.is_floating_point())
+    assert torch.load(tmp_path / BEST, weights_only=True)["epoch"] == 1
+    assert [r["epoch"] for r in read_metrics(tmp_path)] == ["1"]
+
+
+def test_non_finite_weights_after_a_finite_loss_are_caught_before_any_save(cifar_dir, tmp_path, monkeypatch, tiny_arch):
+    """A finite loss whose gradient is NaN (the last batch of epoch 1) poisons the weights: never saved."""
+
+    def nan_gradient(loss, natural):
+        poison = torch.sqrt(-natural.abs().sum() - 1)  # NaN, and so is its gradient
+        return loss + torch.where(torch.tensor(True), torch.zeros(()), poison)  # value unchanged
+
+    message = _divergence_run(cifar_dir, tmp_path, monkeypatch, 4, nan_gradient)
+    assert "diverged in epoch 1: the weights became non-finite" in message and "none is saved" in message
+    assert not (tmp_path / LAST).exists() and not (tmp_path / BEST).exists()
+    assert not (tmp_path / "metrics.csv").exists()
+
+
+def test_sigterm_keeps_the_last_epoch_exits_130_and_the_run_resumes(
+    cifar_dir, tmp_path, monkeypatch, tiny_arch, capsys
+):
+    script = load_script("train_classifier")
+    argv = ["--method", "standard", "--dataset", "cifar10", "--data-dir", str(cifar_dir), "--arch", "tiny_cnn",
+            "--epochs", "3", "--batch-size", "16", "--holdout-size", "16", "--eval-steps", "1",
+            "--schedule", "constant", "--select-from-epoch", "1", "--quiet", "--out-dir", str(tmp_path)]  # fmt: skip
+    real_evaluate = trainer_module.evaluate_holdout
+    calls = []
+
+    def terminated_in_epoch_two(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # as a cluster's pre-emption or `kill` sends it
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "evaluate_holdout", terminated_in_epoch_two)
+    assert script.main(argv) == 130
+    err = capsys.readouterr().err
+    assert f"interrupted: {tmp_path}/last.pt keeps epoch 1 of 3" in err and "Traceback" not in err
+    assert err.strip().endswith("--resume")
+    assert load_training_checkpoint(tmp_path / LAST)["epoch"] == 1 and not (tmp_path / ".lock").exists()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is the caller's again
+
+    monkeypatch.setattr(trainer_module, "evaluate_holdout", real_evaluate)
+    assert script.main([*argv, "--resume"]) == 0
+    assert [r["epoch"] for r in read_metrics(tmp_path)] == ["1", "2", "3"]
+    assert load_training_checkpoint(tmp_path / LAST)["epoch"] == 3
+
+
+def test_a_second_run_is_refused_and_overwrite_leaves_nothing_of_the_old_run(cifar_dir, tmp_path, tiny_arch):
+    config = small_config("standard", cifar_dir, tmp_path, schedule="constant", eval_steps=1)
+    train(config, progress=False)
+    last_before = (tmp_path / LAST).read_bytes()
+    with pytest.raises(ValueError, match="already holds results of another run"):
+        train(config, progress=False)
+    assert (tmp_path / LAST).read_bytes() == last_before and (tmp_path / BEST).exists()
+
+    (tmp_path / "notes.txt").write_text("mine")
+    replacement = small_config("standard", cifar_dir, tmp_path, schedule="constant", eval_steps=1, select_from_epoch=2)
+    summary = train(replacement, overwrite=True, progress=False)
+    assert summary["best"]["epoch"] == 0 and not (tmp_path / BEST).exists()  # the old run's best is gone
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    assert len(list((tmp_path / "tensorboard").iterdir())) == 1 and len(read_metrics(tmp_path)) == 1
+    assert json.loads((tmp_path / "run.json").read_text())["settings"]["select_from_epoch"] == 2
+
+    with RunLock(tmp_path / "busy"), pytest.raises(ValueError, match="in use by another running job"):
+        train(small_config("standard", cifar_dir, tmp_path / "busy"), progress=False)
+
+
+def test_run_json_records_the_data_and_resume_refuses_other_data(cifar_dir, tmp_path, tiny_arch):
+    config = small_config("standard", cifar_dir, tmp_path / "run", schedule="constant", eval_steps=1)
+    train(config, progress=False)
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    batch = cifar_dir / "cifar-10-batches-py" / "data_batch_1"
+    assert record["inputs"]["data:data_batch_1"] == {"path": str(batch), "sha256": sha256_of(batch)}
+    assert record["settings"]["lr"] == 0.05 and record["job"] == "train_classifier"
+
+    other = tmp_path / "other-data"
+    write_cifar(other, classes=10, train=64, test=32, seed=1)
+    moved = dataclasses.replace(config, data_dir=str(other))
+    with pytest.raises(ValueError, match=r"the data differ from the run's \(data:data_batch_1"):
+        train(moved, resume=True, progress=False)

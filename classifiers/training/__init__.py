@@ -8,13 +8,15 @@ classes with hooks (:mod:`classifiers.training.methods`), their outer losses pla
 from classifiers.training.config import PRESETS, TrainConfig, load_config, make_config
 from classifiers.training.losses import kl_per_sample, mart_loss, trades_loss, weat_loss
 from classifiers.training.methods import METHODS, AttackSettings, TrainingMethod, make_method
-from classifiers.training.trainer import train
+from classifiers.training.trainer import NonFiniteTraining, TrainingInterrupted, train
 
 __all__ = [
     "METHODS",
     "PRESETS",
     "AttackSettings",
+    "NonFiniteTraining",
     "TrainConfig",
+    "TrainingInterrupted",
     "TrainingMethod",
     "kl_per_sample",
     "load_config",

@@ -15,16 +15,90 @@ preset: ``standard`` -> ``sap-dense``, ``adv`` -> ``sap-adv``, the adversarial m
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
+import re
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from classifiers.data.registry import DATASETS
 from classifiers.models.registry import ARCHITECTURES
 from classifiers.training.methods import METHODS
+from rlrobust.cli import check_finite_fields, count, real
 
 SCHEDULES = ("onecycle", "multistep", "step", "constant")
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The valid values of one numeric setting: an interval of reals, or of integers when ``integer``. The same
+    object checks a config (:meth:`check`) and types its command-line flag (:meth:`flag_type`), so both refuse
+    the same values in the same words."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    integer: bool = False
+
+    def flag_type(self) -> Callable[[str], float | int]:
+        """An argparse type accepting exactly the values :meth:`check` accepts (reals may be fractions)."""
+        if self.integer:
+            return count(int(self.low if self.low is not None else -(2**63)), _int_or_none(self.high))
+        return real(self.low, self.high, low_open=self.low_open, high_open=self.high_open)
+
+    def check(self, name: str, value: object) -> None:
+        """Raise ``ValueError`` naming ``name`` unless ``value`` lies in the bound (and is an int if it must be)."""
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or (self.integer and not isinstance(value, int))
+        ):
+            kind = "an integer" if self.integer else "a number"
+            raise ValueError(f"{name} must be {kind}, got {value!r}")
+        try:
+            self.flag_type()(repr(value))
+        except argparse.ArgumentTypeError as err:
+            raise ValueError(f"{name} {err}") from None
+
+
+def _int_or_none(value: float | None) -> int | None:
+    return None if value is None else int(value)
+
+
+POSITIVE = Bound(0, low_open=True)
+AT_LEAST_ONE = Bound(1, integer=True)
+MILESTONE = AT_LEAST_ONE
+#: The range of every numeric setting; the command line's flags are typed from it (``scripts/train_classifier.py``).
+BOUNDS: dict[str, Bound] = {
+    "epochs": AT_LEAST_ONE,
+    "batch_size": AT_LEAST_ONE,
+    "lr": POSITIVE,
+    "momentum": Bound(0, 1, high_open=True),
+    "weight_decay": Bound(0),
+    "pct_start": Bound(0, 1, low_open=True, high_open=True),
+    "gamma": Bound(0, 1, low_open=True),  # a decay factor: 1 keeps the rate
+    "step_epochs": AT_LEAST_ONE,
+    "padding": Bound(0, integer=True),
+    "holdout_size": AT_LEAST_ONE,  # the held-out check runs every epoch and picks best_robust.pt
+    "eps": Bound(0, 1),  # images are in [0, 1]: 8/255 = 0.0314
+    "step": Bound(0, 1, low_open=True),
+    "attack_steps": AT_LEAST_ONE,
+    "beta": Bound(0),
+    "adv_fraction": Bound(0, 1, low_open=True),
+    "fgsm_eps": Bound(0, 1),
+    "eval_eps": Bound(0, 1),
+    "eval_step": Bound(0, 1, low_open=True),
+    "eval_steps": AT_LEAST_ONE,
+    "select_from_epoch": AT_LEAST_ONE,
+    "seed": Bound(0, 2**32 - 1, integer=True),
+    "max_batches": AT_LEAST_ONE,
+    "train_size": AT_LEAST_ONE,
+}
+OPTIONAL = ("max_batches", "train_size")  # None: no cap
+DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
 @dataclass
@@ -78,28 +152,31 @@ class TrainConfig:
     out_dir: str = "runs/classifier"
 
     def validate(self) -> TrainConfig:
-        if self.dataset not in DATASETS:
-            raise ValueError(f"unknown dataset {self.dataset!r}; available: {sorted(DATASETS)}")
-        if self.arch not in ARCHITECTURES:
-            raise ValueError(f"unknown architecture {self.arch!r}; available: {sorted(ARCHITECTURES)}")
-        if self.method not in METHODS:
-            raise ValueError(f"unknown method {self.method!r}; available: {list(METHODS)}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {self.schedule!r}; available: {list(SCHEDULES)}")
-        if self.amp not in ("auto", "bf16", "off"):
-            raise ValueError(f"amp must be auto, bf16 or off, got {self.amp!r}")
-        if self.channels_last not in ("auto", "on", "off"):
-            raise ValueError(f"channels_last must be auto, on or off, got {self.channels_last!r}")
-        if self.holdout_source not in ("test", "train"):
-            raise ValueError(f"holdout_source must be 'test' or 'train', got {self.holdout_source!r}")
-        for name in ("epochs", "batch_size", "attack_steps", "eval_steps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("eps", "fgsm_eps", "eval_eps"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"{name} must lie in [0, 1] (images are in [0, 1]; 8/255 = {8 / 255:.4f})")
-        if self.lr <= 0 or self.beta < 0 or self.holdout_size < 0:
-            raise ValueError("lr must be > 0, beta >= 0 and holdout_size >= 0")
+        """Refuse, with one line naming the setting, anything that would make the run fail late or its numbers
+        wrong: unknown names, non-finite or out-of-range numbers (:data:`BOUNDS`), a dataset without a train split."""
+        check_finite_fields(self)
+        for name, options in CHOICES.items():
+            if getattr(self, name) not in options:
+                label = "architecture" if name == "arch" else name
+                raise ValueError(f"unknown {label} {getattr(self, name)!r}; available: {sorted(options)}")
+        if not isinstance(self.device, str) or not DEVICE.match(self.device):
+            raise ValueError(f"device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
+        for name, bound in BOUNDS.items():
+            value = getattr(self, name)
+            if value is None and name in OPTIONAL:
+                continue
+            bound.check(name, value)
+        for milestone in self.milestones:
+            MILESTONE.check("milestones", milestone)
+        if list(self.milestones) != sorted(set(self.milestones)):
+            raise ValueError(f"milestones must be strictly increasing epochs, got {list(self.milestones)}")
+        spec = DATASETS[self.dataset]
+        if spec.train_split is None:
+            raise ValueError(f"dataset {self.dataset!r} has no training split (it is for evaluation only)")
+        if self.padding >= spec.image_size:
+            raise ValueError(f"padding must be below the image size {spec.image_size}, got {self.padding}")
+        if not self.out_dir:
+            raise ValueError("out_dir must name a folder")
         return self
 
     def to_json(self) -> str:
@@ -150,6 +227,17 @@ PRESETS: dict[str, dict[str, object]] = {
         "eval_step": 2 / 255,
         "select_from_epoch": 90,
     },
+}
+#: The allowed values of every named setting (checked by :meth:`TrainConfig.validate`; the flags' choices).
+CHOICES: dict[str, Collection[str]] = {  # the registries themselves, so that added entries count
+    "dataset": DATASETS,
+    "arch": ARCHITECTURES,
+    "method": METHODS,
+    "preset": PRESETS,
+    "schedule": SCHEDULES,
+    "amp": ("auto", "bf16", "off"),
+    "channels_last": ("auto", "on", "off"),
+    "holdout_source": ("test", "train"),
 }
 DEFAULT_PRESET = {"standard": "sap-dense", "adv": "sap-adv"}  # every other method: "weat"
 DATASET_ADJUSTMENTS: dict[str, dict[str, object]] = {

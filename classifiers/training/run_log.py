@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from pathlib import Path
 
 from torch.utils.tensorboard import SummaryWriter
 
-from rlrobust.reporting import atomic_write_text
+from rlrobust.files import atomic_write, atomic_write_text
 
 
 class EpochLog:
@@ -20,7 +19,9 @@ class EpochLog:
     def __init__(self, out_dir: str | Path, *, resume_rows: list[dict] | None = None) -> None:
         self.out_dir = Path(out_dir)
         self.rows: list[dict] = list(resume_rows or [])
-        self.writer = SummaryWriter(str(self.out_dir / "tensorboard"))
+        # a resumed run drops TensorBoard events past its checkpoint (an interrupted epoch's), so none is doubled
+        purge = len(self.rows) + 1 if self.rows else None
+        self.writer = SummaryWriter(str(self.out_dir / "tensorboard"), purge_step=purge)
 
     def add(self, row: dict[str, float | int | str]) -> None:
         """Record one epoch: a TensorBoard scalar per number, the whole CSV rewritten, the curves redrawn."""
@@ -60,12 +61,10 @@ class EpochLog:
             axis.grid(alpha=0.3)
             axis.legend(fontsize=7)
         fig.tight_layout()
-        path = self.out_dir / "curves.png"
-        partial = path.with_name(".curves.png.tmp")
-        fig.savefig(partial, dpi=100, format="png")
-        plt.close(fig)
-        os.replace(partial, path)
-        return path
+        try:
+            return atomic_write(self.out_dir / "curves.png", lambda handle: fig.savefig(handle, dpi=100, format="png"))
+        finally:
+            plt.close(fig)
 
     def close(self) -> None:
         self.writer.close()

@@ -8,6 +8,13 @@ from torch.optim.lr_scheduler import LRScheduler
 from classifiers.training.config import TrainConfig
 
 
+def check_schedule(config: TrainConfig, steps_per_epoch: int) -> None:
+    """Refuse a schedule that cannot run this many batches (before any model is built)."""
+    total = config.epochs * steps_per_epoch
+    if config.schedule == "onecycle" and total < 3:
+        raise ValueError(f"onecycle needs at least 3 batches in all, got {total}; use --schedule constant")
+
+
 def make_scheduler(
     optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int
 ) -> tuple[LRScheduler, bool]:
@@ -19,10 +26,9 @@ def make_scheduler(
     - ``step``: ``lr * gamma`` every ``step_epochs`` epochs (the SAP ADV recipe: halved every 10).
     - ``constant``.
     """
+    check_schedule(config, steps_per_epoch)
     if config.schedule == "onecycle":
         total = config.epochs * steps_per_epoch
-        if total < 3:
-            raise ValueError(f"onecycle needs at least 3 batches in all, got {total}; use --schedule constant")
         # OneCycleLR divides by zero unless its warm-up spans more than one batch; only tiny smoke runs hit this
         pct_start = max(config.pct_start, 1.5 / total)
         scheduler = torch.optim.lr_scheduler.OneCycleLR(

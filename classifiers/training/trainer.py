@@ -7,12 +7,20 @@ batched augmentation there, bf16 autocast, channels-last, optional ``torch.compi
 
 Randomness is drawn from generators re-seeded from (seed, rank, epoch) at the start of every epoch, so a run
 resumed from its last checkpoint continues exactly as the uninterrupted run would have.
+
+Reliability: the output folder is claimed before any work (another run's folder is refused unless ``resume`` or
+``overwrite``) and locked while training; ``run.json`` records the settings and the data files' sha256; Ctrl-C and
+SIGTERM stop the run keeping the last finished epoch (:class:`TrainingInterrupted`); a non-finite loss or model
+stops it before anything of that epoch is saved (:class:`NonFiniteTraining`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import math
+import os
 import platform
 import time
 from pathlib import Path
@@ -23,6 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from classifiers.data import DeviceBatches, dataset_spec, load_dataset
+from classifiers.data.registry import dataset_files
 from classifiers.models import CHECKPOINT_FORMAT, build_model
 from classifiers.training.checkpoint import BEST, LAST, load_training_checkpoint, save_atomic
 from classifiers.training.config import TrainConfig
@@ -30,11 +39,37 @@ from classifiers.training.distributed import Runtime, all_reduce_sum, barrier, s
 from classifiers.training.holdout import evaluate_holdout
 from classifiers.training.methods import AttackSettings, make_method
 from classifiers.training.run_log import EpochLog
-from classifiers.training.schedules import make_scheduler
+from classifiers.training.schedules import check_schedule, make_scheduler
 from rlrobust.reporting import atomic_write_text
+from rlrobust.runs import (
+    RUN_FILE,
+    RunLock,
+    claim_output_dir,
+    describe_input,
+    read_run_record,
+    remove_outputs,
+    sigterm_as_interrupt,
+    write_run_record,
+)
 
 # Config fields that may change between a run and its resumption (they do not change what is computed).
 RESUMABLE_CHANGES = {"data_dir", "device", "amp", "channels_last", "compile", "out_dir"}
+#: What a run writes into its folder; ``overwrite`` removes exactly these, so nothing of the old run stays mixed in.
+RUN_OUTPUTS = ("config.json", "environment.json", RUN_FILE, "metrics.csv", "curves.png", LAST, BEST, "tensorboard")
+JOB = "train_classifier"
+CHECK_EVERY = 20  # batches between host reads of the running loss (progress bar and divergence check)
+
+
+class NonFiniteTraining(ValueError):
+    """The loss or the model became NaN or infinite; nothing of that epoch was saved."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped training; ``epochs_saved`` epochs are in ``out_dir/last.pt``."""
+
+    def __init__(self, out_dir: Path, epochs_saved: int, epochs: int) -> None:
+        super().__init__(f"interrupted with {epochs_saved} of {epochs} epochs saved in {out_dir / LAST}")
+        self.out_dir, self.epochs_saved, self.epochs = out_dir, epochs_saved, epochs
 
 
 class PairForward(nn.Module):
@@ -54,15 +89,65 @@ class PairForward(nn.Module):
         )
 
 
-def train(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> dict:
-    """Train as ``config`` says; writes ``config.json``, ``metrics.csv``, TensorBoard logs, ``last.pt`` and
-    ``best_robust.pt`` under ``config.out_dir``; returns a summary. ``resume`` continues from ``last.pt``."""
+def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False, progress: bool = True) -> dict:
+    """Train as ``config`` says; writes ``config.json``, ``run.json``, ``metrics.csv``, TensorBoard logs,
+    ``last.pt`` and ``best_robust.pt`` under ``config.out_dir``; returns a summary.
+
+    A folder holding another run is refused unless ``resume`` (continue it from ``last.pt``; its settings must
+    match) or ``overwrite`` (its outputs are removed first). Under ``torchrun`` only rank 0 claims, locks and
+    writes. Ctrl-C or SIGTERM raise :class:`TrainingInterrupted` after keeping the last finished epoch.
+    """
     config.validate()
-    runtime = start_runtime(config.device, config.amp, config.channels_last)
-    try:
-        return _train(config, runtime, resume=resume, progress=progress)
-    finally:
-        stop_runtime(runtime)
+    if resume and overwrite:
+        raise ValueError("--resume and --overwrite contradict each other: continue the run or replace it, not both")
+    _check_data_dir(config)
+    out = Path(config.out_dir)
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    if is_main:
+        _claim(out, config, resume=resume, overwrite=overwrite)
+    with sigterm_as_interrupt(), RunLock(out) if is_main else contextlib.nullcontext():
+        if is_main:
+            _claim(out, config, resume=resume, overwrite=overwrite)  # again under the lock: no job got in between
+        if is_main and overwrite:
+            remove_run_outputs(out)
+        runtime = start_runtime(config.device, config.amp, config.channels_last)
+        try:
+            return _train(config, runtime, resume=resume, progress=progress)
+        finally:
+            stop_runtime(runtime)
+
+
+def run_settings(config: TrainConfig) -> dict:
+    """The settings that define what a run computes (all but where and how fast): a resumed run must match them."""
+    return {k: v for k, v in dataclasses.asdict(config).items() if k not in RESUMABLE_CHANGES}
+
+
+def remove_run_outputs(out: Path) -> None:
+    """Delete what an earlier run wrote into ``out`` (:data:`RUN_OUTPUTS`); other files stay."""
+    remove_outputs(out, RUN_OUTPUTS)
+
+
+def _claim(out: Path, config: TrainConfig, *, resume: bool, overwrite: bool) -> None:
+    """Take ``out`` for this run or refuse it (see :func:`rlrobust.runs.claim_output_dir`). A run written before
+    ``run.json`` existed is resumed on its checkpoint's own settings check."""
+    legacy = resume and read_run_record(out) is None and (out / "config.json").is_file() and (out / LAST).is_file()
+    if legacy:
+        claim_output_dir(out, {}, overwrite=True)  # the checks of a writable folder; nothing is removed
+        return
+    claim_output_dir(out, run_settings(config), resume=resume, overwrite=overwrite)
+
+
+def _check_data_dir(config: TrainConfig) -> None:
+    """A dataset read from files needs ``--data-dir``, and a given one must be an existing folder."""
+    if config.data_dir is None:
+        if dataset_spec(config.dataset).needs_dir:
+            raise ValueError(f"dataset {config.dataset!r} needs --data-dir (the folder holding its files)")
+        return
+    folder = Path(config.data_dir)
+    if not folder.exists():
+        raise FileNotFoundError(f"--data-dir {folder} does not exist")
+    if not folder.is_dir():
+        raise NotADirectoryError(f"--data-dir {folder} is not a folder")
 
 
 def _train(config: TrainConfig, runtime: Runtime, *, resume: bool, progress: bool) -> dict:
@@ -71,15 +156,15 @@ def _train(config: TrainConfig, runtime: Runtime, *, resume: bool, progress: boo
 
     # --- data: whole splits as uint8 tensors, moved to the device once ------------------------------------------
     spec = dataset_spec(config.dataset)
-    if spec.train_split is None:
-        raise ValueError(f"dataset {config.dataset!r} has no training split (it is for evaluation only)")
     train_data = load_dataset(config.dataset, "train", config.data_dir)
     if config.train_size:
+        _check_size("train_size", config.train_size, len(train_data), f"{config.dataset} training images")
         train_data = train_data.subset(slice(0, config.train_size))
     if config.holdout_source == "train":
         train_data, holdout = train_data.split(config.holdout_size, seed=config.seed)
     else:
         holdout = load_dataset(config.dataset, spec.test_split, config.data_dir)
+        _check_size("holdout_size", config.holdout_size, len(holdout), f"{config.dataset} {spec.test_split} images")
         holdout = holdout.subset(slice(0, config.holdout_size))
     train_data, holdout = train_data.to(device), holdout.to(device)
     if config.batch_size % runtime.world_size:
@@ -97,6 +182,7 @@ def _train(config: TrainConfig, runtime: Runtime, *, resume: bool, progress: boo
         world_size=runtime.world_size,
     )
     steps_per_epoch = min(len(batches), config.max_batches or len(batches))
+    check_schedule(config, steps_per_epoch)
 
     # --- model, compiled and wrapped for DDP as asked -------------------------------------------------------------
     torch.manual_seed(config.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
@@ -143,106 +229,173 @@ def _train(config: TrainConfig, runtime: Runtime, *, resume: bool, progress: boo
 
     log = None
     if runtime.is_main:
+        inputs = data_inputs(config)
+        if resume:
+            _check_same_data(out, inputs)
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "config.json", config.to_json())
         atomic_write_text(out / "environment.json", json.dumps(_environment(runtime), indent=2) + "\n")
+        write_run_record(out, JOB, run_settings(config), inputs)
         log = EpochLog(out, resume_rows=history)
         print(f"training {config.arch} on {config.dataset} with {method.describe()} -> {out}")
 
     # --- epochs ------------------------------------------------------------------------------------------------------
-    for epoch in range(start_epoch, config.epochs):
-        batches.set_epoch(epoch)
-        attack_generator.manual_seed((config.seed * 100_003 + epoch) * 1_009 + runtime.rank + 7)
-        method.start_epoch(model, epoch)
-        net.train()
-        totals = torch.zeros(4, device=device, dtype=torch.float64)  # images, loss sum, correct natural / adv
-        started = time.perf_counter()
-        bar = tqdm(
-            batches,
-            total=steps_per_epoch,
-            desc=f"epoch {epoch + 1}/{config.epochs}",
-            disable=not (progress and runtime.is_main),
-            leave=False,
-        )
-        for batch_index, (x, y) in enumerate(bar):
-            if batch_index == steps_per_epoch:
-                break
-            x_adv = None
-            if method.uses_adversarial:  # inner maximisation with the model in eval mode
-                net.eval()
+    saved = start_epoch  # epochs in last.pt
+    try:
+        for epoch in range(start_epoch, config.epochs):
+            batches.set_epoch(epoch)
+            attack_generator.manual_seed((config.seed * 100_003 + epoch) * 1_009 + runtime.rank + 7)
+            method.start_epoch(model, epoch)
+            net.train()
+            # images, loss sum, correct natural / adversarial, non-finite model: summed on the device, no sync
+            totals = torch.zeros(5, device=device, dtype=torch.float64)
+            started = time.perf_counter()
+            bar = tqdm(
+                batches,
+                total=steps_per_epoch,
+                desc=f"epoch {epoch + 1}/{config.epochs}",
+                disable=not (progress and runtime.is_main),
+                leave=False,
+            )
+            for batch_index, (x, y) in enumerate(bar):
+                if batch_index == steps_per_epoch:
+                    break
+                x_adv = None
+                if method.uses_adversarial:  # inner maximisation with the model in eval mode
+                    net.eval()
+                    with runtime.autocast():
+                        x_adv = method.perturb(fast, x, y, attack_generator)
+                    net.train()
                 with runtime.autocast():
-                    x_adv = method.perturb(fast, x, y, attack_generator)
-                net.train()
-            with runtime.autocast():
-                natural, adversarial = net(x if method.uses_natural else None, x_adv)
-                loss = method.loss(natural, adversarial, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if per_batch:
+                    natural, adversarial = net(x if method.uses_natural else None, x_adv)
+                    loss = method.loss(natural, adversarial, y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                if per_batch:
+                    scheduler.step()
+                with torch.no_grad():  # device-side sums: no host-device copy, so no synchronisation per batch
+                    totals[0] += len(y)
+                    totals[1] += loss.detach().double() * len(y)
+                    totals[2] += _correct(natural, y)
+                    totals[3] += _correct(adversarial, y)
+                if batch_index % CHECK_EVERY == 0:  # one host read every CHECK_EVERY batches
+                    running = totals[1].item()
+                    if not math.isfinite(running) and not runtime.distributed:  # ranks agree only at the epoch end
+                        raise _diverged(config, epoch, saved, f"the loss became non-finite by batch {batch_index + 1}")
+                    bar.set_postfix(loss=f"{loss.item():.3f}")
+            if runtime.device.type == "cuda":
+                torch.cuda.synchronize(device)
+            train_seconds = time.perf_counter() - started
+            lr = optimizer.param_groups[0]["lr"]
+            if not per_batch:
                 scheduler.step()
-            with torch.no_grad():  # device-side sums: no host-device copy, so no synchronisation per batch
-                totals[0] += len(y)
-                totals[1] += loss.detach().double() * len(y)
-                totals[2] += _correct(natural, y)
-                totals[3] += _correct(adversarial, y)
-            if batch_index % 20 == 0:
-                bar.set_postfix(loss=f"{loss.item():.3f}")
-        if runtime.device.type == "cuda":
-            torch.cuda.synchronize(device)
-        train_seconds = time.perf_counter() - started
-        lr = optimizer.param_groups[0]["lr"]
-        if not per_batch:
-            scheduler.step()
-        totals = all_reduce_sum(totals, runtime)
-        images = max(totals[0].item(), 1.0)
+            totals[4] = _non_finite_state(model)
+            totals = all_reduce_sum(totals, runtime)
+            if not torch.isfinite(totals[1]) or totals[4] > 0:  # the same verdict on every rank, before any save
+                detail = (
+                    "the loss became non-finite" if not torch.isfinite(totals[1]) else "the weights became non-finite"
+                )
+                raise _diverged(config, epoch, saved, detail)
+            images = max(totals[0].item(), 1.0)
 
-        metrics = evaluate_holdout(
-            fast,
-            holdout,
-            runtime,
-            eps=config.eval_eps,
-            step=config.eval_step,
-            steps=config.eval_steps,
-            seed=config.seed + epoch,
-        )
-        row = {
-            "epoch": epoch + 1,
-            "lr": lr,
-            "train.loss": totals[1].item() / images,
-            **({"train.acc_nat": totals[2].item() / images} if method.uses_natural else {}),
-            **({"train.acc_adv": totals[3].item() / images} if method.uses_adversarial else {}),
-            **{f"holdout.{k}": v for k, v in metrics.items()},
-            "time.train_s": train_seconds,
-            "time.images_per_s": totals[0].item() / train_seconds,
-        }
-        history.append(row)
-        improved = epoch + 1 >= config.select_from_epoch and metrics["pgd_acc"] > best["pgd_acc"]
-        if improved:
-            best = {"pgd_acc": metrics["pgd_acc"], "epoch": epoch + 1}
-        if runtime.is_main:
-            log.add(row)
-            state = {
-                "format": CHECKPOINT_FORMAT,
-                "arch": config.arch,
-                "num_classes": train_data.num_classes,
-                "normalization": normalization,
-                "classes": list(train_data.classes),
-                "model": model.state_dict(),
+            metrics = evaluate_holdout(
+                fast,
+                holdout,
+                runtime,
+                eps=config.eval_eps,
+                step=config.eval_step,
+                steps=config.eval_steps,
+                seed=config.seed + epoch,
+            )
+            row = {
                 "epoch": epoch + 1,
-                "metrics": row,
-                "config": dataclasses.asdict(config),
+                "lr": lr,
+                "train.loss": totals[1].item() / images,
+                **({"train.acc_nat": totals[2].item() / images} if method.uses_natural else {}),
+                **({"train.acc_adv": totals[3].item() / images} if method.uses_adversarial else {}),
+                **{f"holdout.{k}": v for k, v in metrics.items()},
+                "time.train_s": train_seconds,
+                "time.images_per_s": totals[0].item() / train_seconds,
             }
+            history.append(row)
+            improved = epoch + 1 >= config.select_from_epoch and metrics["pgd_acc"] > best["pgd_acc"]
             if improved:
-                save_atomic(state, out / BEST)
-            state.update(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), best=best, history=history)
-            save_atomic(state, out / LAST)
-            print(_summary_line(row))
-        barrier(runtime)
-
-    if log is not None:
-        log.close()
+                best = {"pgd_acc": metrics["pgd_acc"], "epoch": epoch + 1}
+            if runtime.is_main:
+                log.add(row)
+                state = {
+                    "format": CHECKPOINT_FORMAT,
+                    "arch": config.arch,
+                    "num_classes": train_data.num_classes,
+                    "normalization": normalization,
+                    "classes": list(train_data.classes),
+                    "model": model.state_dict(),
+                    "epoch": epoch + 1,
+                    "metrics": row,
+                    "config": dataclasses.asdict(config),
+                }
+                if improved:
+                    save_atomic(state, out / BEST)
+                state.update(
+                    optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), best=best, history=history
+                )
+                save_atomic(state, out / LAST)
+                print(_summary_line(row))
+            saved = epoch + 1
+            barrier(runtime)
+    except KeyboardInterrupt as err:
+        raise TrainingInterrupted(out, saved, config.epochs) from err
+    finally:
+        if log is not None:
+            log.close()
     return {"out_dir": str(out), "epochs": config.epochs, "best": best, "last": history[-1] if history else None}
+
+
+def data_inputs(config: TrainConfig) -> dict:
+    """The data's identity for ``run.json``: the dataset's name and each file it is read from with its sha256."""
+    files = dataset_files(config.dataset, config.data_dir)
+    inputs: dict = {"dataset": config.dataset}
+    if not files:
+        inputs["data"] = "generated in code (classifiers.data.synthetic)" if "synthetic" in config.dataset else None
+    inputs.update({f"data:{name}": describe_input(path) for name, path in files.items()})
+    return inputs
+
+
+def _check_same_data(out: Path, inputs: dict) -> None:
+    """Refuse to resume on data files other than the run's own (as recorded in its ``run.json``)."""
+    recorded = (read_run_record(out) or {}).get("inputs", {})
+    changed = [
+        key
+        for key, value in inputs.items()
+        if isinstance(value, dict) and isinstance(recorded.get(key), dict)
+        and value.get("sha256") != recorded[key].get("sha256")
+    ]  # fmt: skip
+    changed += [key for key in recorded if key.startswith("data:") and key not in inputs]
+    if changed:
+        raise ValueError(
+            f"cannot resume in {out}: the data differ from the run's ({', '.join(changed)}); use a new --out-dir"
+        )
+
+
+def _non_finite_state(model: nn.Module) -> torch.Tensor:
+    """1.0 on the device if any floating weight or buffer of ``model`` is NaN or infinite, else 0.0 (no sync)."""
+    flags = [~torch.isfinite(t).all() for t in model.state_dict().values() if t.is_floating_point()]
+    return torch.stack(flags).any().double() if flags else torch.zeros((), dtype=torch.float64)
+
+
+def _diverged(config: TrainConfig, epoch: int, saved: int, detail: str) -> NonFiniteTraining:
+    """The error of a run that went non-finite in ``epoch`` (0-based), saying what was kept."""
+    kept = f"{Path(config.out_dir) / LAST} keeps epoch {saved}" if saved else "no epoch had finished, so none is saved"
+    return NonFiniteTraining(
+        f"training diverged in epoch {epoch + 1}: {detail}; nothing of that epoch was saved and {kept}. "
+        f"Lower --lr (it is {config.lr:g}) or check the data"
+    )
+
+
+def _check_size(name: str, wanted: int, available: int, what: str) -> None:
+    if wanted > available:
+        raise ValueError(f"{name} {wanted} exceeds the {available} {what}")
 
 
 def _correct(logits: torch.Tensor | None, y: torch.Tensor) -> torch.Tensor:
