@@ -10,7 +10,10 @@ stochastic models (e.g. with SAP inserted) and transfer attacks from another mod
 
 Budgets are L-inf on the ``--scale`` (255: the SAP paper's lambda in pixel units; 1: eps on [0, 1] images). The
 default data are the 1,017 lossless real CIFAR-10 test images of the shared data folder. Writes results.csv/.json/.md
-(the Markdown pivots robust accuracy by budget) and accuracy_vs_budget.png under ``--out``.
+(the Markdown pivots robust accuracy by budget; every row names the model file and its sha256), accuracy_vs_budget.png
+and run.json under ``--out`` (default: a new runs/eval_classifier/<model>-<time>; a folder holding another run is
+refused unless --resume or --overwrite). Each attack at each budget is a cell kept as soon as it finishes: Ctrl-C or
+SIGTERM writes the partial tables and exits 130, and ``--resume --out DIR`` runs only the missing cells.
 """
 
 from __future__ import annotations
@@ -25,69 +28,97 @@ from torch.utils.tensorboard import SummaryWriter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from classifiers.data import DATASETS, dataset_spec, load_dataset
-from classifiers.evaluation import ATTACK_NAMES, EvaluationSettings, build_attacks, evaluate_robustness
+from classifiers.evaluation import ATTACK_NAMES, EvaluationSettings, build_attacks
+from classifiers.evaluation.cells import TensorCells
 from classifiers.evaluation.plots import plot_accuracy_vs_budget
-from classifiers.models import load_classifier
-from rlrobust.cli import run_main
+from classifiers.evaluation.robustness import CLEAN, run_cells, table_rows
+from classifiers.experiments import cli
+from rlrobust.cli import count, real
 from rlrobust.reporting import pivot, write_tables
+from rlrobust.runs import INTERRUPTED_STATUS
 from rlrobust.sap import insert_sap
+
+JOB = "eval_classifier"
+USER_ERRORS = cli.USER_ERRORS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, required=True, help="training checkpoint, akamaster .th or shared model")
-    parser.add_argument("--dataset", default="cifar10-shared", choices=sorted(DATASETS))
-    parser.add_argument("--data-dir", type=Path)
-    parser.add_argument("--split", help="default: the dataset's test split")
-    parser.add_argument("--images", type=int, help="evaluate the first N images (default: all)")
+    cli.add_data_flags(parser)
     parser.add_argument("--attacks", nargs="+", default=["fgsm", "pgd"], choices=ATTACK_NAMES)
-    parser.add_argument("--eps", type=float, nargs="+", default=[0, 1, 2, 4, 8], help="budgets on --scale")
-    parser.add_argument("--scale", type=float, default=255.0, choices=[1.0, 255.0], help="255: pixel units; 1: [0, 1]")
-    parser.add_argument("--iterative-step", type=float, default=1.0, help="step of the iterative attack, on --scale")
-    parser.add_argument("--pgd-steps", type=int, default=20)
-    parser.add_argument("--pgd-step-frac", type=float, default=0.25, help="PGD step as a fraction of eps")
-    parser.add_argument("--restarts", type=int, default=1, help="PGD restarts")
-    parser.add_argument("--apgd-steps", type=int, default=100)
-    parser.add_argument("--apgd-restarts", type=int, default=1)
-    parser.add_argument("--apgd-targets", type=int, default=9, help="target classes of apgd-t")
-    parser.add_argument("--sap", type=float, help="insert SAP with this fraction (1.0 = SAP-100) into the target")
+    parser.add_argument("--eps", type=real(0, 255), nargs="+", default=[0, 1, 2, 4, 8], help="budgets on --scale")
+    parser.add_argument(
+        "--scale", type=real(1, 255), default=255.0, choices=[1.0, 255.0], help="255: pixel units; 1: [0, 1]"
+    )
+    parser.add_argument(
+        "--iterative-step", type=real(0, 255, low_open=True), default=1.0, help="step of the iterative attack"
+    )
+    parser.add_argument("--pgd-steps", type=count(1), default=20)
+    parser.add_argument("--pgd-step-frac", type=real(0, 2, low_open=True), default=0.25, help="PGD step / eps")
+    parser.add_argument("--restarts", type=count(1), default=1, help="PGD restarts")
+    parser.add_argument("--apgd-steps", type=count(1), default=100)
+    parser.add_argument("--apgd-restarts", type=count(1), default=1)
+    parser.add_argument("--apgd-targets", type=count(1), default=9, help="target classes of apgd-t")
+    parser.add_argument(
+        "--sap", type=real(0, 10, low_open=True), help="insert SAP with this fraction (1.0 = SAP-100) into the target"
+    )
     parser.add_argument("--sap-sampling", default="exact", choices=["exact", "independent"])
-    parser.add_argument("--samples", type=int, default=1, help="passes per prediction (mean softmax)")
-    parser.add_argument("--eot", type=int, default=1, help="passes per attack gradient (EOT)")
+    parser.add_argument("--samples", type=count(1), default=1, help="passes per prediction (mean softmax)")
+    parser.add_argument("--eot", type=count(1), default=1, help="passes per attack gradient (EOT)")
     parser.add_argument("--transfer-from", type=Path, help="compute the attacks on this model instead")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--out", type=Path, default=Path("runs/eval_classifier"))
-    parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--batch-size", type=count(1), default=256)
+    cli.add_common_flags(parser, JOB)
     args = parser.parse_args(argv)
-    counts = ("images", "pgd_steps", "restarts", "apgd_steps", "apgd_restarts", "apgd_targets", "samples", "eot")
-    for name in counts:
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1")
-    if any(e < 0 or e > args.scale for e in args.eps):
+    cli.check_run_flags(parser, args)
+    if any(e > args.scale for e in args.eps):
         parser.error(f"--eps must lie in [0, {args.scale:g}] (the --scale)")
+    if args.iterative_step > args.scale:
+        parser.error(f"--iterative-step must lie in (0, {args.scale:g}] (the --scale)")
     return args
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    torch.manual_seed(args.seed)
-    spec = dataset_spec(args.dataset)
-    data = load_dataset(args.dataset, args.split or spec.test_split, args.data_dir)
-    if args.images:
-        data = data.subset(slice(0, args.images))
-    data = data.to(args.device)
-    model = load_classifier(args.model, num_classes=data.num_classes).to(args.device)
-    source = None
-    if args.transfer_from:
-        source = load_classifier(args.transfer_from, num_classes=data.num_classes).to(args.device)
+    device = cli.setup(args)
+    data = cli.load_data(args).to(device)
+    if "apgd-t" in args.attacks and args.apgd_targets > data.num_classes - 1:
+        raise ValueError(f"--apgd-targets {args.apgd_targets} but {data.name} has only {data.num_classes - 1} wrong "
+                         "classes to target")  # fmt: skip
+    model = cli.load_model(args.model, data, device)
+    source = cli.load_model(args.transfer_from, data, device) if args.transfer_from else None
+    generators = []
     if args.sap is not None:
-        generator = torch.Generator(device=args.device).manual_seed(args.seed)
-        model = insert_sap(copy.deepcopy(model), args.sap, sampling=args.sap_sampling, generator=generator)
-    settings = EvaluationSettings(
+        generators.append(torch.Generator(device=device).manual_seed(args.seed))
+        model = insert_sap(copy.deepcopy(model), args.sap, sampling=args.sap_sampling, generator=generators[0])
+    attacks = build_attacks(args.attacks, [e / args.scale for e in args.eps], evaluation_settings(args))
+    ids = cli.model_id(args.model)
+    if args.transfer_from:
+        ids.update({f"transfer_{k}": v for k, v in cli.model_id(args.transfer_from).items()})
+    settings = cli.run_settings(args, **ids, data=data.name, image_count=len(data))
+    inputs = {"model": args.model, "data": f"{data.name} ({len(data)} images)"}
+    if args.transfer_from:
+        inputs["transfer_from"] = args.transfer_from
+    with cli.run_folder(args, JOB, args.model.stem, settings, inputs) as out:
+        cells = TensorCells(out, settings)
+        transfer = source is not None
+        try:
+            run_cells(model, data, attacks, cells, batch_size=args.batch_size, samples=args.samples, source=source,
+                      seed=args.seed, progress=not args.quiet, generators=generators)  # fmt: skip
+            write_outputs(args, out, table_rows(attacks, cells, len(data), transfer=transfer), data, ids)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: keep what finished, say how to go on
+            total = 1 + sum(s.eps != 0 for s in attacks)
+            partial = f"{len(cells)} of {total} cells"
+            write_outputs(args, out, table_rows(attacks, cells, len(data), transfer=transfer), data, ids, partial)
+            print(f"interrupted: {partial} finished and kept in {out} (partial tables written there); continue "
+                  f"with the same command and --resume --out {out}", file=sys.stderr)  # fmt: skip
+            return INTERRUPTED_STATUS
+    return 0
+
+
+def evaluation_settings(args: argparse.Namespace) -> EvaluationSettings:
+    """The attacks' settings from the flags (steps on [0, 1] images)."""
+    return EvaluationSettings(
         iterative_step=args.iterative_step / args.scale,
         pgd_steps=args.pgd_steps,
         pgd_step_frac=args.pgd_step_frac,
@@ -97,37 +128,39 @@ def main(argv: list[str] | None = None) -> None:
         apgd_targets=args.apgd_targets,
         eot=args.eot,
     )
-    attacks = build_attacks(args.attacks, [e / args.scale for e in args.eps], settings)
-    rows = evaluate_robustness(
-        model,
-        data,
-        attacks,
-        batch_size=args.batch_size,
-        samples=args.samples,
-        source=source,
-        seed=args.seed,
-        progress=not args.quiet,
-    )
-    write_outputs(args, rows, data)
 
 
-def write_outputs(args: argparse.Namespace, rows: list[dict], data) -> None:
+def write_outputs(
+    args: argparse.Namespace, out: Path, rows: list[dict], data, ids: dict[str, str], partial: str = ""
+) -> None:
+    """The tables (every row naming the model), the plot and TensorBoard scalars; ``partial`` marks an interrupted
+    run's tables (no plot or scalars then)."""
+    rows = [{**r, **ids} for r in rows]
     target = args.model.name + (f" + SAP-{args.sap * 100:g}" if args.sap is not None else "")
     notes = (
-        f"Model {args.model}{' with SAP ' + str(args.sap) if args.sap is not None else ''}; {len(data)} images of "
-        f"{data.name}; L-inf budgets in 0-255 units (eps_255). robust_accuracy = correct on the clean image and the "
-        f"attacked one. PGD: {args.pgd_steps} steps of {args.pgd_step_frac:g} eps, random start, {args.restarts} "
-        f"restart(s); APGD: {args.apgd_steps} steps, {args.apgd_restarts} restart(s); predictions: mean softmax of "
-        f"{args.samples} pass(es); gradients: EOT over {args.eot} pass(es)."
+        f"Model {args.model} (sha256 {ids['model_sha256']})"
+        + (f" with SAP {args.sap:g}" if args.sap is not None else "")
+        + f"; {len(data)} images of {data.name}; L-inf budgets in 0-255 units (eps_255). robust_accuracy = correct on "
+        f"the clean image and the attacked one. PGD: {args.pgd_steps} steps of {args.pgd_step_frac:g} eps, random "
+        f"start, {args.restarts} restart(s); APGD: {args.apgd_steps} steps, {args.apgd_restarts} restart(s); "
+        f"predictions: mean softmax of {args.samples} pass(es); gradients: EOT over {args.eot} pass(es); seed "
+        f"{args.seed}."
         + (f" Attacks computed on {args.transfer_from} (transfer)." if args.transfer_from else "")
         + "".join(f" Note: {n}." for n in data.notes)
+        + (f" PARTIAL: interrupted after {partial}; resume with --resume --out {out}." if partial else "")
     )
-    wide = pivot([r for r in rows if r["attack"] != "clean"], ("attack",), "eps_255", "robust_accuracy")
-    clean = next(r["robust_accuracy"] for r in rows if r["attack"] == "clean")
-    wide.insert(0, {k: ("clean" if k == "attack" else clean) for k in (wide[0] if wide else {"attack": ""})})
-    paths = write_tables(rows, args.out, title=f"Robustness of {target}", notes=notes, markdown_rows=wide)
-    png = plot_accuracy_vs_budget(rows, args.out / "accuracy_vs_budget.png", title=target)
-    with SummaryWriter(str(args.out / "tensorboard")) as writer:
+    title = f"Robustness of {target}" + (f" (partial: {partial})" if partial else "")
+    if not rows:
+        print(f"no finished cells yet in {out}")
+        return
+    wide = pivot([r for r in rows if r["attack"] != CLEAN], ("attack",), "eps_255", "robust_accuracy")
+    clean = next(r["robust_accuracy"] for r in rows if r["attack"] == CLEAN)
+    wide.insert(0, {k: (CLEAN if k == "attack" else clean) for k in (wide[0] if wide else {"attack": ""})})
+    paths = write_tables(rows, out, title=title, notes=notes, markdown_rows=wide)
+    if partial:
+        return
+    png = plot_accuracy_vs_budget(rows, out / "accuracy_vs_budget.png", title=target)
+    with SummaryWriter(str(out / "tensorboard")) as writer:
         for r in rows:
             writer.add_scalar(f"robust_accuracy/{r['attack']}", r["robust_accuracy"], round(r["eps_255"]))
     print(paths["md"].read_text())
@@ -135,4 +168,4 @@ def write_outputs(args: argparse.Namespace, rows: list[dict], data) -> None:
 
 
 if __name__ == "__main__":
-    run_main(main)
+    cli.run_main(main)

@@ -10,7 +10,10 @@ Models are written ``dense``, ``adv`` or ``[adv+]DEFENCE:VALUE`` (``SAP:1.0`` is
 ``RSA:0.1``, ``RNW:0.01``, ``RSW:0.1``, ``DWP:0.5``, ``SWP:1.0``). Budgets are lambda on the 0-255 scale. Writes under
 ``--out``: results.csv/.json/.md (accuracy and ECE of every model, attack and lambda), calibration.* (ECE of the
 paper's attack), reliability_bins.*, paper_comparison.* (ours beside the paper's numbers), accuracy_vs_lambda.png,
-calibration.png and TensorBoard scalars.
+calibration.png, TensorBoard scalars and run.json (default: a new runs/sap_experiments/<model>-<time>; a folder holding
+another run is refused unless --resume or --overwrite). Every row names its base model file and sha256. Each (model,
+attack, lambda) is a cell kept as soon as it finishes: Ctrl-C or SIGTERM writes the partial tables and exits 130, and
+``--resume --out DIR`` runs only the missing cells.
 """
 
 from __future__ import annotations
@@ -22,15 +25,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from classifiers.evaluation.cells import TensorCells
 from classifiers.experiments import cli
 from classifiers.experiments.calibration_report import reliability_rows, result_rows
 from classifiers.experiments.figures import write_scalars
 from classifiers.experiments.paper import comparison_rows
 from classifiers.experiments.sap_figures import plot_accuracy, plot_reliability
-from classifiers.experiments.sap_grid import PAPER_LAMBDAS, GridSettings, run_grid
-from classifiers.experiments.variants import parse_variant
+from classifiers.experiments.sap_grid import PAPER_LAMBDAS, GridSettings, attack_cases, grid_result, run_grid
+from classifiers.experiments.variants import build_variant, parse_variant
+from rlrobust.cli import count, real
 from rlrobust.reporting import pivot, write_tables
+from rlrobust.runs import INTERRUPTED_STATUS
 
+JOB = "sap_experiments"
+USER_ERRORS = cli.USER_ERRORS
 DEFAULT_MODELS = ["dense", "SAP:0.5", "SAP:1.0", "SAP:2.0", "DRO:0.1", "RNA:0.1", "RSA:0.1", "RNW:0.01", "RSW:0.1"]
 DEFAULT_MODELS += ["DWP:0.5", "SWP:1.0"]
 ADV_MODELS = ["adv", "adv+SAP:1.0"]
@@ -38,38 +46,67 @@ ADV_MODELS = ["adv", "adv+SAP:1.0"]
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    budget = real(0, 255)
     parser.add_argument("--model", type=Path, required=True, help="the dense model (checkpoint, akamaster .th, ...)")
     parser.add_argument("--adv-model", type=Path, help="the adversarially trained model (adds ADV and ADV+SAP-100)")
     parser.add_argument("--models", nargs="+", help=f"variants (default: {' '.join(DEFAULT_MODELS)} [+ adv ones])")
-    parser.add_argument("--lambdas", type=float, nargs="+", default=list(PAPER_LAMBDAS), help="FGSM budgets, 0-255")
-    parser.add_argument("--samples", type=int, default=100, help="m: passes per prediction of a stochastic model")
-    parser.add_argument("--mc-samples", type=int, nargs="+", default=[100], help="n of the Monte-Carlo FGSM")
-    parser.add_argument("--iterative-lambdas", type=float, nargs="*", default=[0, 1, 2, 4])
-    parser.add_argument("--iterative-step", type=float, default=1.0, help="k of the iterative attack, 0-255")
-    parser.add_argument("--iterative-mc", type=int, default=10, help="passes per iterative gradient on SAP")
-    parser.add_argument("--adaptive-lambdas", type=float, nargs="*", default=[2, 8], help="EOT-PGD budgets, 0-255")
-    parser.add_argument("--adaptive-steps", type=int, default=10)
-    parser.add_argument("--adaptive-eot", type=int, default=10, help="passes per EOT-PGD gradient")
+    parser.add_argument("--lambdas", type=budget, nargs="+", default=list(PAPER_LAMBDAS), help="FGSM budgets, 0-255")
+    parser.add_argument("--samples", type=count(1), default=100, help="m: passes per prediction of a stochastic model")
+    parser.add_argument("--mc-samples", type=count(1), nargs="+", default=[100], help="n of the Monte-Carlo FGSM")
+    parser.add_argument("--iterative-lambdas", type=budget, nargs="*", default=[0, 1, 2, 4])
+    parser.add_argument("--iterative-step", type=real(0, 255, low_open=True), default=1.0, help="k, 0-255")
+    parser.add_argument("--iterative-mc", type=count(1), default=10, help="passes per iterative gradient on SAP")
+    parser.add_argument("--adaptive-lambdas", type=budget, nargs="*", default=[2, 8], help="EOT-PGD budgets, 0-255")
+    parser.add_argument("--adaptive-steps", type=count(1), default=10)
+    parser.add_argument("--adaptive-eot", type=count(1), default=10, help="passes per EOT-PGD gradient")
     parser.add_argument("--sap-sampling", default="exact", choices=["exact", "independent"])
-    parser.add_argument("--bins", type=int, default=10, help="confidence bins of the calibration")
-    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--bins", type=count(1, 1000), default=10, help="confidence bins of the calibration")
+    parser.add_argument("--batch-size", type=count(1), default=100)
     cli.add_data_flags(parser)
-    cli.add_common_flags(parser, "runs/sap_experiments")
+    cli.add_common_flags(parser, JOB)
     args = parser.parse_args(argv)
-    counts = ("samples", "mc_samples", "iterative_mc", "adaptive_steps", "adaptive_eot", "bins", "batch_size", "images")
-    cli.check_counts(parser, args, counts)
+    cli.check_run_flags(parser, args)
     return args
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    variants = [parse_variant(t) for t in args.models or DEFAULT_MODELS + (ADV_MODELS if args.adv_model else [])]
+    settings = grid_settings(args)
     device = cli.setup(args)
     data = cli.load_data(args).to(device)
     bases = {"dense": cli.load_model(args.model, data, device)}
     if args.adv_model:
         bases["adv"] = cli.load_model(args.adv_model, data, device)
-    variants = [parse_variant(t) for t in args.models or DEFAULT_MODELS + (ADV_MODELS if args.adv_model else [])]
-    settings = GridSettings(
+    for variant in variants:  # refuse a variant that cannot be built before any folder is claimed
+        build_variant(variant, bases, None, sap_sampling=settings.sap_sampling)
+    ids = {"dense": cli.model_id(args.model), **({"adv": cli.model_id(args.adv_model)} if args.adv_model else {})}
+    flat = {f"{base}_{k}": v for base, facts in ids.items() for k, v in facts.items()}
+    run_settings = cli.run_settings(args, **flat, data=data.name, image_count=len(data))
+    inputs = {"model": args.model, "data": f"{data.name} ({len(data)} images)"}
+    if args.adv_model:
+        inputs["adv_model"] = args.adv_model
+    cases = [c for v in variants for c in attack_cases(v, settings)]
+    total = len(variants) + sum(1 for c in cases for lam in c.lambdas if lam)
+    with cli.run_folder(args, JOB, args.model.stem, run_settings, inputs) as out:
+        cells = TensorCells(out, run_settings)
+        began = time.perf_counter()
+        try:
+            result = run_grid(bases, variants, data, settings, seed=args.seed, progress=not args.quiet, cells=cells)
+            write_outputs(args, out, result, data, time.perf_counter() - began, ids)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: keep what finished, say how to go on
+            partial = f"{len(cells)} of {total} cells"
+            result = grid_result(cases, data.labels.cpu(), cells)
+            write_outputs(args, out, result, data, time.perf_counter() - began, ids, partial=partial)
+            print(f"interrupted: {partial} finished and kept in {out} (partial tables written there); continue with "
+                  f"the same command and --resume --out {out}", file=sys.stderr)  # fmt: skip
+            return INTERRUPTED_STATUS
+    return 0
+
+
+def grid_settings(args: argparse.Namespace) -> GridSettings:
+    """The grid's settings from the flags."""
+    return GridSettings(
         lambdas=tuple(args.lambdas),
         samples=args.samples,
         mc_samples=tuple(args.mc_samples),
@@ -82,40 +119,53 @@ def main(argv: list[str] | None = None) -> None:
         batch_size=args.batch_size,
         sap_sampling=args.sap_sampling,
     )
-    began = time.perf_counter()
-    result = run_grid(bases, variants, data, settings, seed=args.seed, progress=not args.quiet)
-    write_outputs(args, result, data, time.perf_counter() - began)
 
 
-def write_outputs(args: argparse.Namespace, result, data, seconds: float) -> None:
-    rows = result_rows(result, args.bins)
-    bins = reliability_rows(result, args.bins)
+def with_ids(rows: list[dict], ids: dict[str, dict[str, str]]) -> list[dict]:
+    """Each row with its base model's file name and sha256 (ADV variants: the --adv-model)."""
+    out = []
+    for row in rows:
+        facts = ids["adv" if str(row["model"]).startswith("ADV") else "dense"]
+        out.append({**row, "base_model_file": facts["model_file"], "base_model_sha256": facts["model_sha256"]})
+    return out
+
+
+def write_outputs(
+    args: argparse.Namespace, out: Path, result, data, seconds: float, ids: dict[str, dict[str, str]], partial: str = ""
+) -> None:
+    """Every table (rows naming their model), and the figures and scalars once the grid is complete."""
+    rows = with_ids(result_rows(result, args.bins), ids)
+    bins = with_ids(reliability_rows(result, args.bins), ids)
     paper_attacks = {(c.variant, c.attack) for c in result.cases if c.paper_attack}
     calibration = [r for r in rows if (r["model"], r["attack"]) in paper_attacks]
     notes = (
-        f"Dense model {args.model}"
-        + (f", ADV model {args.adv_model}" if args.adv_model else "")
+        f"Dense model {args.model} (sha256 {ids['dense']['model_sha256']})"
+        + (f", ADV model {args.adv_model} (sha256 {ids['adv']['model_sha256']})" if args.adv_model else "")
         + f"; {len(data)} images of {data.name}; lambda on the 0-255 scale. Stochastic models: mean softmax of "
         f"{args.samples} passes; SAP sampling {args.sap_sampling}. Iterative: step {args.iterative_step:g}, "
         f"{args.iterative_mc} passes per gradient on SAP. EOT-PGD: {args.adaptive_steps} steps of 0.25 lambda, random "
         f"start, {args.adaptive_eot} passes per gradient. ECE with {args.bins} equal-width bins. Seed {args.seed}; "
-        f"{seconds:.0f} s on {args.device}." + "".join(f" Note: {n}." for n in data.notes)
+        f"{seconds:.0f} s on {args.device}."
+        + "".join(f" Note: {n}." for n in data.notes)
+        + (f" PARTIAL: interrupted after {partial}; resume with --resume --out {out}." if partial else "")
     )
-    out = args.out
+    mark = f" (partial: {partial})" if partial else ""
     paths = write_tables(
-        rows, out, "results", title="SAP experiments: accuracy against lambda", notes=notes,
+        rows, out, "results", title="SAP experiments: accuracy against lambda" + mark, notes=notes,
         markdown_rows=pivot(rows, ("model", "attack"), "lambda", "accuracy"),
     )  # fmt: skip
     write_tables(
-        calibration, out, "calibration", title="Expected calibration error under the paper's attack", notes=notes,
-        markdown_rows=pivot(calibration, ("model", "attack"), "lambda", "ece"),
+        calibration, out, "calibration", title="Expected calibration error under the paper's attack" + mark,
+        notes=notes, markdown_rows=pivot(calibration, ("model", "attack"), "lambda", "ece"),
     )  # fmt: skip
-    write_tables(bins, out, "reliability_bins", title="Reliability-diagram bins (paper's attack)")
-    comparison = comparison_rows(rows)
+    write_tables(bins, out, "reliability_bins", title="Reliability-diagram bins (paper's attack)" + mark)
+    comparison = with_ids(comparison_rows(rows), ids)
     write_tables(
-        comparison, out, "paper_comparison", title="Ours beside the SAP paper (its ResNet-20, full test set)",
+        comparison, out, "paper_comparison", title="Ours beside the SAP paper (its ResNet-20, full test set)" + mark,
         notes="The paper's numbers: Dhillon et al. 2018, Sec. 4 and Fig. 1(c). " + notes,
     )  # fmt: skip
+    if partial:
+        return
     plot_accuracy(rows, out / "accuracy_vs_lambda.png", title=f"{args.model.name}, {len(data)} images")
     plot_reliability(bins, out / "calibration.png", title="calibration under the paper's attack")
     write_scalars(out, rows, lambda r: f"accuracy/{r['model']}/{r['attack']}", "accuracy", lambda r: int(r["lambda"]))

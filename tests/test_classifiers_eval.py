@@ -3,10 +3,13 @@ with its outputs, and clear errors."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
@@ -14,6 +17,7 @@ from torch import nn
 
 from classifiers.data import ImageDataset
 from classifiers.evaluation import WORST_CASE, AttackSpec, EvaluationSettings, build_attacks, evaluate_robustness
+from classifiers.evaluation.cells import TensorCells, cell_seed
 from classifiers.models import CHECKPOINT_FORMAT, build_model
 from rlrobust.sap import insert_sap
 from tests.test_classifiers_data import SUBPROCESS_ENV, one_torch_thread, random_images, write_cifar
@@ -150,3 +154,103 @@ def test_command_line_rejects_a_class_count_mismatch(checkpoint_and_data, tmp_pa
     assert result.returncode != 0
     assert result.stderr.startswith("error:") and "10 output classes but the data has 100" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def eval_argv(path: Path, root: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "--model", str(path), "--dataset", "cifar10", "--data-dir", str(root), "--attacks", "fgsm", "pgd",
+        "--eps", "0", "2", "8", "--pgd-steps", "2", "--out", str(out), "--quiet", "--device", "cpu", *extra,
+    ]  # fmt: skip
+
+
+def comparable(out: Path) -> list[dict]:
+    """The result rows without the timings (which differ between runs)."""
+    return [
+        {k: v for k, v in r.items() if k != "attack_seconds"} for r in json.loads((out / "results.json").read_text())
+    ]
+
+
+def test_sigterm_keeps_finished_cells_and_resume_gives_the_uninterrupted_table(
+    checkpoint_and_data, tmp_path, monkeypatch, capsys
+):
+    """SIGTERM during the first PGD cell: the FGSM cells are kept, partial tables written, status 130; --resume runs
+    only the missing cells and its table equals an uninterrupted run's."""
+    import os
+    import signal
+
+    import classifiers.evaluation.attacks as attacks_module
+
+    path, root = checkpoint_and_data
+    monkeypatch.setattr(eval_classifier, "plot_accuracy_vs_budget", lambda *args, **kwargs: None)  # slow, not tested
+    monkeypatch.setattr(eval_classifier, "SummaryWriter", lambda folder: contextlib.nullcontext(mock.Mock()))
+    assert eval_classifier.main(eval_argv(path, root, tmp_path / "whole")) == 0
+    real_pgd, real_fgsm = attacks_module.pgd, attacks_module.fgsm
+
+    def terminated_pgd(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # what a cluster's pre-emption sends
+        return real_pgd(*args, **kwargs)
+
+    monkeypatch.setattr(attacks_module, "pgd", terminated_pgd)
+    out = tmp_path / "cut"
+    assert eval_classifier.main(eval_argv(path, root, out)) == 130
+    err = capsys.readouterr().err
+    assert "3 of 5 cells" in err and f"--resume --out {out}" in err
+    partial = json.loads((out / "results.json").read_text())
+    assert {(r["attack"], r["eps_255"]) for r in partial} == {
+        ("clean", 0.0),
+        ("fgsm", 0.0),
+        ("fgsm", 2.0),
+        ("fgsm", 8.0),
+        ("pgd", 0.0),
+        (WORST_CASE, 0.0),
+    }
+    assert "partial" in (out / "results.md").read_text()
+    assert not (out / ".lock").exists()
+
+    fgsm_calls = []
+    monkeypatch.setattr(attacks_module, "pgd", real_pgd)
+    monkeypatch.setattr(attacks_module, "fgsm", lambda *a, **k: fgsm_calls.append(1) or real_fgsm(*a, **k))
+    assert eval_classifier.main(eval_argv(path, root, out, "--resume")) == 0
+    assert fgsm_calls == []  # the finished cells were not run again
+    assert comparable(out) == comparable(tmp_path / "whole")
+
+
+def test_every_run_gets_its_own_folder_and_names_its_model(checkpoint_and_data, tmp_path, monkeypatch):
+    path, root = checkpoint_and_data
+    monkeypatch.chdir(tmp_path)
+    argv = eval_argv(path, root, tmp_path)
+    argv = [*argv[: argv.index("--out")], "--quiet", "--device", "cpu"]  # no --out: a fresh folder under runs/
+    eval_classifier.main(argv)
+    (out,) = (tmp_path / "runs" / "eval_classifier").iterdir()
+    assert out.name.startswith(f"{path.stem}-")
+    record = json.loads((out / "run.json").read_text())
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert record["inputs"]["model"] == {"path": str(path), "sha256": digest}
+    assert record["settings"]["pgd_steps"] == 2 and record["settings"]["image_count"] == 8
+    for row in json.loads((out / "results.json").read_text()):
+        assert (row["model_file"], row["model_sha256"]) == (path.name, digest)
+    assert "model_sha256" in (out / "results.csv").read_text().splitlines()[0]
+    # The same --out again: refused (another run's results), unless --overwrite; --resume with other settings too.
+    again = [*argv, "--out", str(out)]
+    with pytest.raises(ValueError, match="already holds results of another run"):
+        eval_classifier.main(again)
+    with pytest.raises(ValueError, match="other settings"):
+        eval_classifier.main([*again, "--resume", "--pgd-steps", "3"])
+    assert eval_classifier.main([*again, "--overwrite"]) == 0
+
+
+def test_settings_and_saved_cells_refuse_what_would_give_wrong_numbers(tmp_path):
+    for bad in ({"iterative_step": float("nan")}, {"pgd_step_frac": 0.0}, {"eot": 0}, {"apgd_targets": 0}):
+        with pytest.raises(ValueError, match="must"):
+            EvaluationSettings(**bad)
+    cells = TensorCells(tmp_path, {"model_sha256": "ab", "eps": [8]})
+    cells.add("clean", {"correct": torch.tensor([True, False])}, {"seconds": 0.0})
+    tensors, facts = TensorCells(tmp_path, {"model_sha256": "ab", "eps": [8]}).get("clean")
+    assert tensors["correct"].tolist() == [True, False] and facts == {"seconds": 0.0}
+    with pytest.raises(ValueError, match="other settings"):
+        TensorCells(tmp_path, {"model_sha256": "cd", "eps": [8]})
+    (saved,) = (tmp_path / "cells").iterdir()
+    saved.write_bytes(saved.read_bytes()[:20])  # a damaged cell file
+    with pytest.raises(ValueError, match="cannot read the saved cell 'clean'"):
+        TensorCells(tmp_path, {"model_sha256": "ab", "eps": [8]}).get("clean")
+    assert cell_seed(0, "pgd eps=0.1") == cell_seed(0, "pgd eps=0.1") != cell_seed(1, "pgd eps=0.1")

@@ -3,6 +3,7 @@ and scripts/energy_analysis.py end to end."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -96,6 +97,8 @@ def test_command_line_end_to_end(tmp_path):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     rows = json.loads((out / "energy_shift.json").read_text())
     assert [r["input"] for r in rows] == ["natural", "pgd", "apgd-t", "pgd-targeted"]
+    assert {r["model_sha256"] for r in rows} == {hashlib.sha256(model.read_bytes()).hexdigest()}
+    assert json.loads((out / "run.json").read_text())["job"] == "energy_analysis"
     curves = json.loads((out / "energy_curves.json").read_text())
     assert [r["run"] for r in curves] == ["pgd_at (pgd_at)", "trades (trades)"]
 
@@ -104,4 +107,4 @@ def test_command_line_errors_are_clear(tmp_path):
     result = fx.run_script("energy_analysis.py", "--runs", tmp_path, cwd=tmp_path)
     fx.assert_clean_error(result, "error:", "no metrics.csv")
     assert "give --model" in fx.script_error("energy_analysis.py")
-    assert "--eps must lie in (0, 255]" in fx.script_error("energy_analysis.py", "--model", "x.pt", "--eps", "0")
+    assert "--eps: must lie in (0, 255]" in fx.script_error("energy_analysis.py", "--model", "x.pt", "--eps", "0")

@@ -3,6 +3,7 @@ drawn, IS/FID ask for their weights file, and scripts/generate.py end to end."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -98,6 +99,10 @@ def test_command_line_end_to_end(tmp_path):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     rows = json.loads((out / "generation.json").read_text())
     assert [r["class"] for r in rows] == [0, 3] and all(r["E(x,y) end"] < r["E(x,y) start"] for r in rows)
+    digest = hashlib.sha256(model.read_bytes()).hexdigest()
+    assert {(r["model_file"], r["model_sha256"]) for r in rows} == {("tiny.pt", digest)}
+    record = json.loads((out / "run.json").read_text())
+    assert record["inputs"]["model"]["sha256"] == digest and record["settings"]["per_class"] == 3
     saved = torch.load(out / "samples.pt", weights_only=True)
     assert saved["images"].shape == (6, 32, 32, 3) and saved["labels"].tolist() == [0, 0, 0, 3, 3, 3]
     assert any((out / "tensorboard").iterdir())

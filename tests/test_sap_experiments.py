@@ -14,6 +14,7 @@ from classifiers.experiments.sap_grid import Case, GridResult, GridSettings, att
 from classifiers.experiments.variants import Variant, parse_variant
 from tests import _experiment_fixtures as fx
 from tests._experiment_fixtures import one_thread
+from tests.corpus import load_script
 
 pytestmark = pytest.mark.usefixtures(one_thread.__name__)
 
@@ -153,7 +154,50 @@ def test_command_line_errors_are_one_clear_line(tmp_path):
     for args, message in (
         (("--model", model, "--models", "adv"), "--adv-model"),
         (("--model", tmp_path / "missing.pt"), "checkpoint not found"),
-        (("--model", model, "--samples", "0"), "--samples must be >= 1"),
-        (("--model", model, "--lambdas", "300"), "pixel units"),
+        (("--model", model, "--samples", "0"), "--samples: must be an integer >= 1"),
+        (("--model", model, "--lambdas", "300"), "--lambdas: must lie in [0, 255]"),
     ):
         assert message in fx.script_error("sap_experiments.py", *args, *common)
+
+
+def test_an_interrupted_grid_keeps_its_cells_and_resumes_to_the_same_table(tmp_path, monkeypatch, capsys):
+    """Ctrl-C in the first PGD cell: 3 of 7 cells kept, partial tables written, status 130; --resume runs only the
+    missing cells and gives the uninterrupted table (SAP's randomness included)."""
+    import classifiers.experiments.sap_grid as grid
+
+    script = load_script("sap_experiments")
+    for figure in ("plot_accuracy", "plot_reliability", "write_scalars"):  # not what this test is about; slow
+        monkeypatch.setattr(script, figure, lambda *args, **kwargs: None)
+    model = fx.write_checkpoint(tmp_path / "tiny.pt")
+    argv = [
+        "--model", str(model), "--models", "dense", "SAP:1.0", "--dataset", "synthetic", "--images", "2",
+        "--samples", "2", "--mc-samples", "2", "--lambdas", "0", "2", "--iterative-lambdas", "0",
+        "--adaptive-lambdas", "8", "--adaptive-steps", "1", "--adaptive-eot", "2", "--bins", "4", "--quiet",
+        "--device", "cpu",
+    ]  # fmt: skip
+    assert script.main([*argv, "--out", str(tmp_path / "whole")]) == 0
+    real_pgd = grid.pgd
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(grid, "pgd", interrupted)
+    out = tmp_path / "cut"
+    assert script.main([*argv, "--out", str(out)]) == 130
+    err = capsys.readouterr().err
+    assert "3 of 7 cells" in err and f"--resume --out {out}" in err
+    partial = json.loads((out / "results.json").read_text())
+    attacked = {(r["model"], r["attack"]) for r in partial if r["lambda"] != 0}
+    assert attacked == {("dense", "FGSM")}
+    monkeypatch.setattr(grid, "pgd", real_pgd)
+    assert script.main([*argv, "--out", str(out), "--resume"]) == 0
+
+    def table(folder):
+        rows = json.loads((folder / "results.json").read_text())
+        return {(r["model"], r["attack"], r["lambda"]): (r["accuracy"], r["ece"], r["base_model_sha256"]) for r in rows}
+
+    resumed, whole = table(out), table(tmp_path / "whole")
+    assert resumed.keys() == whole.keys()
+    for key, (accuracy, ece, digest) in whole.items():
+        assert resumed[key] == (pytest.approx(accuracy, abs=1e-6), pytest.approx(ece, abs=1e-6), digest)
+    assert json.loads((out / "run.json").read_text())["settings"]["dense_model_sha256"] == digest

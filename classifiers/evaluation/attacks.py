@@ -44,6 +44,16 @@ class EvaluationSettings:
     apgd_targets: int = 9
     eot: int = 1
 
+    def __post_init__(self) -> None:
+        if not 0 < self.iterative_step <= 1:  # False for NaN too
+            raise ValueError(f"iterative_step must lie in (0, 1] on [0, 1] images, got {self.iterative_step}")
+        if not 0 < self.pgd_step_frac <= 2:
+            raise ValueError(f"pgd_step_frac must lie in (0, 2], got {self.pgd_step_frac}")
+        counts = ("pgd_steps", "pgd_restarts", "apgd_steps", "apgd_restarts", "apgd_targets", "eot")
+        for name in counts:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
 
 @dataclass(frozen=True)
 class AttackSpec:

@@ -13,6 +13,8 @@ def result_rows(result: GridResult, bins: int = 10) -> list[dict[str, object]]:
     for case in result.cases:
         for lam in case.lambdas:
             key = (case.variant, case.attack, lam)
+            if key not in result.probs:  # an interrupted grid: not run yet
+                continue
             probs = result.probs[key]
             stats = reliability_bins(probs, result.labels, bins)
             rows.append(
@@ -35,6 +37,8 @@ def reliability_rows(result: GridResult, bins: int = 10) -> list[dict[str, objec
     rows = []
     for case in (c for c in result.cases if c.paper_attack):
         for lam in case.lambdas:
+            if (case.variant, case.attack, lam) not in result.probs:
+                continue
             stats = reliability_bins(result.probs[(case.variant, case.attack, lam)], result.labels, bins)
             for b in range(bins):
                 if stats.counts[b] == 0:

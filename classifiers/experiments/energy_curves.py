@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,9 @@ def read_run(run_dir: str | Path) -> RunCurves:
         natural, adversarial = [float(r[NAT]) for r in rows], [float(r[ADV]) for r in rows]
     except (KeyError, ValueError) as err:
         raise ValueError(f"{path} has an unreadable row: {err}") from None
+    bad = [e for e, n, a in zip(epochs, natural, adversarial, strict=True) if not math.isfinite(n + a)]
+    if bad:
+        raise ValueError(f"{path} has non-finite energies at epoch(s) {bad[:5]}; the run diverged there")
     return RunCurves(label, epochs, natural, adversarial)
 
 

@@ -12,7 +12,8 @@ Budgets are lambda on the 0-255 scale (eps = lambda / 255 on [0, 1] images). Per
   stochastic variant; plain PGD for the deterministic ones.
 
 Stochastic variants predict by the mean softmax of ``samples`` passes. Each (variant, attack, lambda) keeps the
-predicted probabilities, so accuracy and calibration come from the same predictions.
+predicted probabilities, so accuracy and calibration come from the same predictions. Each is a cell, kept as soon as it
+finishes (:class:`~classifiers.evaluation.cells.TensorCells`), so an interrupted grid resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -26,12 +27,14 @@ from torch import nn
 from tqdm import tqdm
 
 from classifiers.data.dataset import ImageDataset
+from classifiers.evaluation.cells import TensorCells, cell_seed
 from classifiers.experiments.variants import Variant, build_variant
 from rlrobust.attacks import fgsm, iterative, pgd
 from rlrobust.stochastic import predict_proba
 
 AttackFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, float, torch.Generator], torch.Tensor]
 PAPER_LAMBDAS = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
+CLEAN = "clean"
 
 
 @dataclass(frozen=True)
@@ -58,8 +61,8 @@ class GridSettings:
         counts = (self.samples, self.iterative_mc, self.adaptive_steps, self.adaptive_eot, self.batch_size)
         if min(counts) < 1 or not self.mc_samples or min(self.mc_samples) < 1:
             raise ValueError("samples, mc_samples, iterative_mc, adaptive_steps/eot and batch_size must be >= 1")
-        if self.iterative_step <= 0 or not 0 < self.adaptive_step_frac <= 1:
-            raise ValueError("iterative_step must be > 0 and adaptive_step_frac in (0, 1]")
+        if not 0 < self.iterative_step <= 255 or not 0 < self.adaptive_step_frac <= 1:  # False for NaN too
+            raise ValueError("iterative_step must lie in (0, 255] and adaptive_step_frac in (0, 1]")
 
 
 @dataclass(frozen=True)
@@ -116,58 +119,61 @@ def run_grid(
     *,
     seed: int = 0,
     progress: bool = True,
+    cells: TensorCells | None = None,
 ) -> GridResult:
-    """Attack every variant as :func:`attack_cases` says, batch by batch; returns the predictions."""
+    """Attack every variant as :func:`attack_cases` says, one cell (variant, attack, lambda) at a time; returns the
+    predictions. Cells already in ``cells`` are not run again; each cell starts from its own seed (the variant's
+    randomness included), so a resumed grid gives the numbers of an uninterrupted one."""
     if "dense" not in bases:
         raise ValueError("the grid needs the dense model (transfer attacks are computed on it)")
     names = [v.name for v in variants]
     if len(set(names)) != len(names):
         raise ValueError(f"model variants repeat: {names}")
+    cells = cells if cells is not None else TensorCells()
     device = data.device
-    models = {
-        v.name: build_variant(
-            v, bases, torch.Generator(device=device).manual_seed(seed + 1 + i), sap_sampling=settings.sap_sampling
-        )
-        for i, v in enumerate(variants)
-    }
+    generators = {v.name: torch.Generator(device=device) for v in variants}
+    models = {v.name: build_variant(v, bases, generators[v.name], sap_sampling=settings.sap_sampling) for v in variants}
     cases = [c for v in variants for c in attack_cases(v, settings)]
     passes = {v.name: settings.samples if v.stochastic else 1 for v in variants}
-    result = GridResult(labels=data.labels.cpu(), cases=cases)
-    pieces: dict[tuple[str, str, float], list[torch.Tensor]] = {}
-    generator = torch.Generator(device=device).manual_seed(seed)
-    units = sum(len(c.lambdas) for c in cases) + len(variants)
+    todo = [(v.name, None, 0.0) for v in variants] + [(c.variant, c, lam) for c in cases for lam in c.lambdas if lam]
+    todo = [t for t in todo if cell_name(t[0], t[1].attack if t[1] else CLEAN, t[2]) not in cells]
     batches = range(0, len(data), settings.batch_size)
-    bar = tqdm(total=units * len(batches), desc="SAP grid", disable=not progress)
-    for start in batches:
-        index = torch.arange(start, min(start + settings.batch_size, len(data)), device=device)
-        x, y = data.floats(index).contiguous(), data.labels[index]
-        transferred: dict[tuple[str, float], torch.Tensor] = {}
-        clean = {}
-        for v in variants:
-            clean[v.name] = predict_proba(models[v.name], x, passes[v.name]).cpu()
+    bar = tqdm(total=len(todo) * len(batches), desc="SAP grid", disable=not progress)
+    for variant, case, lam in todo:
+        key = cell_name(variant, case.attack if case else CLEAN, lam)
+        generators[variant].manual_seed(cell_seed(seed, key))
+        generator = torch.Generator(device=device).manual_seed(cell_seed(seed, key + " attack"))
+        parts, began = [], time.perf_counter()
+        for start in batches:
+            index = torch.arange(start, min(start + settings.batch_size, len(data)), device=device)
+            x, y = data.floats(index).contiguous(), data.labels[index]
+            if case is not None:
+                attacker = bases["dense"] if case.source == "dense" else models[variant]
+                x_adv = case.run(attacker, x, y, lam / 255, generator)
+                _check_budget(x_adv, x, lam, (variant, case.attack, lam))
+                x = x_adv
+            parts.append(predict_proba(models[variant], x, passes[variant]).cpu())
             bar.update(1)
-        for case in cases:
-            model = models[case.variant]
-            for lam in case.lambdas:
-                key = (case.variant, case.attack, lam)
-                began = time.perf_counter()
-                if lam == 0:  # no attack: the clean prediction (a stochastic model is not drawn again)
-                    probs = clean[case.variant]
-                else:
-                    if case.source == "dense":
-                        cache = (case.attack, lam)
-                        if cache not in transferred:
-                            transferred[cache] = case.run(bases["dense"], x, y, lam / 255, generator)
-                        x_adv = transferred[cache]
-                    else:
-                        x_adv = case.run(model, x, y, lam / 255, generator)
-                    _check_budget(x_adv, x, lam, key)
-                    probs = predict_proba(model, x_adv, passes[case.variant]).cpu()
-                pieces.setdefault(key, []).append(probs)
-                result.seconds[key] = result.seconds.get(key, 0.0) + time.perf_counter() - began
-                bar.update(1)
+        cells.add(key, {"probs": torch.cat(parts)}, {"seconds": round(time.perf_counter() - began, 3)})
     bar.close()
-    result.probs = {key: torch.cat(parts) for key, parts in pieces.items()}
+    return grid_result(cases, data.labels.cpu(), cells)
+
+
+def cell_name(variant: str, attack: str, lam: float) -> str:
+    """The name a finished cell is kept under (lambda written exactly)."""
+    return f"{variant} | {attack} | lambda={lam!r}"
+
+
+def grid_result(cases: list[Case], labels: torch.Tensor, cells: TensorCells) -> GridResult:
+    """The predictions of the finished cells (lambda 0: the variant's clean cell); unfinished cells are absent."""
+    result = GridResult(labels=labels, cases=cases)
+    for case in cases:
+        for lam in case.lambdas:
+            key = cell_name(case.variant, CLEAN, 0.0) if lam == 0 else cell_name(case.variant, case.attack, lam)
+            if key in cells:
+                tensors, facts = cells.get(key)
+                result.probs[(case.variant, case.attack, lam)] = tensors["probs"]
+                result.seconds[(case.variant, case.attack, lam)] = 0.0 if lam == 0 else facts["seconds"]
     return result
 
 

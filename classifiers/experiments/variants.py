@@ -9,6 +9,7 @@ A variant is written ``BASE`` or ``[BASE+]DEFENCE:VALUE``: ``dense``, ``SAP:1.0`
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 
 import torch
@@ -20,6 +21,9 @@ from rlrobust.sap import insert_sap
 BASES = ("dense", "adv")
 #: Defences whose forward pass is deterministic: attacked and evaluated with one pass.
 DETERMINISTIC_DEFENCES = ("DWP",)
+#: Largest sane strength of each defence (and whether it is allowed): a rate or kept fraction is at most 1, SAP and
+#: SWP draw at most 10x the entries (SAP-1000); noise levels at most 100 (the default for the others).
+MAX_STRENGTH = {"DRO": (1.0, False), "DWP": (1.0, True), "SWP": (10.0, True), "SAP": (10.0, True)}
 
 
 @dataclass(frozen=True)
@@ -70,8 +74,13 @@ def parse_variant(text: str) -> Variant:
         strength = float(value)
     except ValueError:
         raise ValueError(f"the strength of {text!r} is not a number: {value!r}") from None
+    if not math.isfinite(strength):
+        raise ValueError(f"the strength of {text!r} must be a finite number")
     if not strength > 0:
         raise ValueError(f"the strength of {text!r} must be > 0")
+    high, closed = MAX_STRENGTH.get(name, (100.0, True))
+    if strength > high or (strength == high and not closed):
+        raise ValueError(f"the strength of {text!r} must lie in (0, {high:g}{']' if closed else ')'} for {name}")
     return Variant(base, name, strength)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from classifiers.models.checkpoints import read_checkpoint
@@ -87,7 +88,15 @@ def load_classifier(path: str | Path, *, num_classes: int | None = None) -> nn.M
     classes = output_classes(model)
     if num_classes is not None and classes != num_classes:
         raise ValueError(f"{path} has {classes} output classes but the data has {num_classes}")
+    check_finite_weights(model, path)
     return model.eval()
+
+
+def check_finite_weights(model: nn.Module, path: str | Path = "model") -> None:
+    """Refuse a model with a NaN or infinite weight or buffer (a diverged run): its accuracy would be meaningless."""
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ValueError(f"{path} has non-finite (NaN or inf) values in {name}: a diverged or damaged model")
 
 
 def model_from_checkpoint(checkpoint: dict, path: str | Path = "checkpoint") -> nn.Module:
