@@ -27,6 +27,10 @@ SAMPLINGS = ("exact", "independent")
 _MAX_DRAWS_PER_CHUNK = 1 << 24
 # How many standard deviations below r the Poissonised exact sampler aims its total (P(T > r) ~ 3e-7).
 _POISSON_MARGIN_SD = 5.0
+# The largest SAP fraction accepted. ``frac`` is the number of draws per activation: at frac = F a value holding a
+# 1/n share of the map is kept with probability ~ 1 - e^-F (F = 100: 1 - 4e-44), so beyond this SAP keeps
+# practically every activation and only costs time and memory (the draws grow with frac: 1e9 never finishes).
+MAX_FRAC = 100.0
 
 
 @torch.no_grad()
@@ -38,7 +42,7 @@ def sap_mask(
     The mask is float32 (float64 for float64 ``h``): in half precision ``1/q_j`` of a rarely kept
     activation can overflow even though ``h_j / q_j`` is moderate.
     """
-    frac = check_positive(frac, "frac")
+    frac = check_frac(frac)
     if sampling not in SAMPLINGS:
         raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
     if h.ndim < 2:
@@ -60,6 +64,17 @@ def sap_mask(
         kept = torch.rand(p.shape, generator=generator, device=h.device, dtype=dtype) < keep_prob
     kept &= keep_prob > 0
     return (kept.to(dtype) / keep_prob.clamp_min(tiny)).view(h.shape)
+
+
+def check_frac(frac: float, name: str = "frac") -> float:
+    """Return ``frac`` as a float if it is a finite number in (0, :data:`MAX_FRAC`]; else one clear ``ValueError``."""
+    frac = check_positive(frac, name)
+    if frac > MAX_FRAC:
+        raise ValueError(
+            f"{name} must be at most {MAX_FRAC:g} (draws per activation; 1.0 is SAP-100), got {frac:g}: beyond "
+            f"{MAX_FRAC:g} SAP keeps practically every activation and the draws only cost time and memory"
+        )
+    return frac
 
 
 def _drawn_at_least_once(
@@ -124,7 +139,7 @@ class StochasticActivationPruning(nn.Module):
 
     def __init__(self, frac: float = 1.0, *, sampling: str = "exact", generator: torch.Generator | None = None) -> None:
         super().__init__()
-        self.frac = check_positive(frac, "frac")
+        self.frac = check_frac(frac)
         if sampling not in SAMPLINGS:
             raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
         self.sampling = sampling

@@ -1,4 +1,5 @@
-"""scripts/eval_rl_sap.py: a short real run on a random agent, the table's arithmetic, reproducibility, bad input."""
+"""scripts/eval_rl_sap.py: a short real run on a random agent, the table's arithmetic, reproducibility, a run
+stopped by SIGTERM that resumes to the same table, and the SAP fraction's bound (bad input: test_corpus_rl_eval)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import csv
 import io
 import json
 import math
+import os
+import signal
 import sys
 import zipfile
 from pathlib import Path
@@ -31,9 +34,11 @@ from agents.sap_evaluation import (
     table_columns,
 )
 from agents.sap_report import markdown_rows
+from rlrobust.runs import INTERRUPTED_STATUS
+from rlrobust.sap import MAX_FRAC, StochasticActivationPruning, insert_sap, sap_mask
 from tests.conftest import shared_file
 from tests.test_wrappers_fixtures import one_torch_thread
-from wrappers.evaluation import greedy_policy
+from wrappers.evaluation import first_episodes, greedy_policy
 
 pytestmark = pytest.mark.usefixtures(one_torch_thread.__name__)
 
@@ -63,19 +68,24 @@ def fake_run(logdir: Path, game: str = "Pong") -> Path:
     return run
 
 
-def test_latest_run_end_to_end_writes_every_output(tmp_path, capsys):
+def test_latest_run_end_to_end_writes_every_output_into_a_fresh_run_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default output folder is relative: runs/eval_rl_sap/<agent>-<stamp>
     run = fake_run(tmp_path / "runs")
-    out = tmp_path / "out"
-    eval_rl_sap.main([*TINY, "--logdir", str(tmp_path / "runs"), "--out", str(out)])
+    paths = eval_rl_sap.main([*TINY, "--logdir", "runs"])
     printed = capsys.readouterr().out
-    assert f"evaluating the most recent training run under {tmp_path / 'runs'}/: {run}" in printed
+    assert f"evaluating the most recent training run under runs/: {Path('runs') / run.name}" in printed
+    out = paths["csv"].parent
+    assert out.parent == Path("runs/eval_rl_sap") and out.name.startswith(f"{run.name}-")
+    record = json.loads((out / "run.json").read_text())
+    sha = record["settings"]["agents"][0]["sha256"]
+    assert record["inputs"][run.name]["sha256"] == sha and record["settings"]["lambdas"] == [0.0, 2.0]
     settings = EvalSettings(**TINY_SETTINGS).validate()
     with (out / "results.csv").open() as handle:
         reader = csv.DictReader(handle)
         assert reader.fieldnames == table_columns(settings)
         rows = list(reader)
     assert [(r["game"], float(r["lambda"])) for r in rows] == [("Pong", 0.0), ("Pong", 2.0)]  # game from config.json
-    assert all(r["agent"] == run.name and r["episodes"] == "2" for r in rows)
+    assert all(r["agent"] == run.name and r["agent_sha256"] == sha and r["episodes"] == "2" for r in rows)
     clean, attacked = json.loads((out / "results.json").read_text())
     assert clean["dense_action_change"] == 0.0 and clean["dense_capped"] == 2
     # lambda = 0: one clean play per agent, shared by its columns
@@ -92,7 +102,7 @@ def test_latest_run_end_to_end_writes_every_output(tmp_path, capsys):
 
 def test_a_fixed_seed_reproduces_every_figure(tmp_path):
     agent = prepare_agent(save_state(tmp_path / "pong.pt"), ["Pong"])
-    settings = EvalSettings(**TINY_SETTINGS, attack="iterative").validate()
+    settings = EvalSettings(**{**TINY_SETTINGS, "max_episode_steps": 4}, attack="iterative").validate()
     first = evaluate([agent], settings)
     assert json.dumps(evaluate([agent], settings)) == json.dumps(first)  # NaN (dense mean 0) compares as text
     assert first[1]["sap_mc_action_change"] > 0
@@ -103,6 +113,11 @@ def test_greedy_policy_presses_fire_after_a_lost_life():
     assert policy(None, {"lives": np.array([3, 3])}).tolist() == [0, 0]
     actions = policy(None, {"lives": np.array([2, 3])})
     assert actions.tolist() == [1, 0] and actions.dtype == np.int64
+
+
+def test_first_episodes_refuses_a_cap_below_one_step():
+    with pytest.raises(ValueError, match="max_steps must be an integer >= 1 or None, got 0"):
+        first_episodes(None, None, max_steps=0)  # refused before the environment is touched
 
 
 def test_relative_change_and_standard_error():
@@ -135,28 +150,65 @@ def test_rows_compare_each_sap_column_with_its_dense_baseline(tmp_path):
     evaluation.close()
 
 
-@pytest.mark.parametrize(
-    ("arguments", "message"),
-    [
-        (["{missing}", "--games", "Pong"], "agent checkpoint not found"),
-        (["{agent}", "--games", "Pongg"], "unknown Atari game 'Pongg'; did you mean Pong"),
-        (["{agent}", "--games", "Pong", "--lambdas", "-1"], "lambda must lie in"),
-        (["{agent}", "--games", "Pong", "--sap-frac", "0"], "SAP fractions must be > 0"),
-        (["{four}", "--games", "Pong"], "scores 4 actions but Pong has 6: it is not an agent for Pong"),
-        (["{agent}"], "cannot tell which game"),
-        (["--logdir", "{empty}"], "no agent given and no training run"),
-    ],
-)
-def test_bad_input_gives_a_clear_error(tmp_path, arguments, message):
-    paths = {
-        "missing": tmp_path / "missing.pt",
-        "agent": save_state(tmp_path / "agent.pt"),
-        "four": save_state(tmp_path / "four.pt", n_actions=4),
-        "empty": tmp_path / "no_runs",
-    }
-    argv = [a.format(**paths) for a in arguments]
-    with pytest.raises(SystemExit, match=message):
-        eval_rl_sap.main([*argv, "--out", str(tmp_path / "out"), "--no-progress"])
+def interrupt_at(monkeypatch, play_number: int) -> list:
+    """Make the ``play_number``-th play (1-based) of this process send itself SIGTERM, as a cluster's pre-emption
+    would; returns the list of plays started."""
+    started = []
+    run = GameEvaluation.run
+
+    def run_or_stop(self, play):
+        started.append(play)
+        if len(started) == play_number:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return run(self, play)
+
+    monkeypatch.setattr(GameEvaluation, "run", run_or_stop)
+    return started
+
+
+def test_sigterm_keeps_finished_plays_and_resume_gives_the_uninterrupted_table(tmp_path, capsys, monkeypatch):
+    agent = save_state(tmp_path / "pong.pt")
+    argv = [str(agent), "--games", "Pong", *TINY, "--lambdas", "2", "--max-episode-steps", "5"]
+    whole, stopped = tmp_path / "whole", tmp_path / "stopped"
+    eval_rl_sap.main([*argv, "--out", str(whole)])
+    interrupt_at(monkeypatch, 3)
+    assert eval_rl_sap.main([*argv, "--out", str(stopped)]) == INTERRUPTED_STATUS
+    err = capsys.readouterr().err
+    assert "Interrupted: 2 of 5 plays finished" in err
+    assert f"--out {stopped} --resume" in err and str(agent) in err
+    assert len(json.loads((stopped / "cells.json").read_text())["cells"]) == 2
+    assert not (stopped / "results.json").exists()  # no row has all its plays yet: no table
+    with pytest.raises(ValueError, match="already holds results of another run"):
+        eval_rl_sap.main([*argv, "--out", str(stopped)])  # neither --resume nor --overwrite: refused
+    started = interrupt_at(monkeypatch, 0)
+    eval_rl_sap.main([*argv, "--out", str(stopped), "--resume"])
+    assert len(started) == 3  # only the plays that had not finished
+    assert (stopped / "results.json").read_text() == (whole / "results.json").read_text()
+    with pytest.raises(ValueError, match=r"cannot resume .* other settings .*episodes"):
+        eval_rl_sap.main([*argv, "--episodes", "3", "--out", str(stopped), "--resume"])
+
+
+def test_a_run_interrupted_after_whole_rows_writes_them_as_a_partial_table(tmp_path, capsys, monkeypatch):
+    agent = save_state(tmp_path / "pong.pt")
+    interrupt_at(monkeypatch, 4)  # lambda 0 needs 2 plays (clean dense, clean SAP); lambda 2 needs 5 more
+    out = tmp_path / "out"
+    argv = [str(agent), "--games", "Pong", *TINY, "--max-episode-steps", "3", "--out", str(out)]
+    assert eval_rl_sap.main(argv) == INTERRUPTED_STATUS
+    rows = json.loads((out / "results.json").read_text())
+    assert [row["lambda"] for row in rows] == [0.0]
+    assert "PARTIAL TABLE: interrupted after 3 of 7 plays" in (out / "results.md").read_text()
+
+
+def test_sap_refuses_absurd_fractions_at_once():
+    h = torch.rand(2, 8)
+    for call in (
+        lambda: sap_mask(h, 1e9),
+        lambda: StochasticActivationPruning(1e9),
+        lambda: insert_sap(NeurIPSQNetwork(6), 101),
+    ):
+        with pytest.raises(ValueError, match=f"at most {MAX_FRAC:g} .*1.0 is SAP-100"):
+            call()
+    assert (sap_mask(h, MAX_FRAC) > 0).all()  # the bound itself is accepted (and keeps every positive value)
 
 
 @pytest.mark.slow

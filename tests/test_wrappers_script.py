@@ -1,4 +1,5 @@
-"""scripts/attack_policy.py: a tiny real run end to end, resuming, and clear errors."""
+"""scripts/attack_policy.py: a tiny real run end to end, a fresh run folder per job, results keyed by the agent
+file's content (not its path), resuming, and a run stopped by Ctrl-C (bad input: tests/test_corpus_rl_eval.py)."""
 
 from __future__ import annotations
 
@@ -7,36 +8,96 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 import attack_policy
 
+from agents.actor_critic import ActorCritic
+from rlrobust.files import sha256_of
+from rlrobust.runs import INTERRUPTED_STATUS
 from tests.test_wrappers_fixtures import one_torch_thread
 
 pytestmark = pytest.mark.usefixtures(one_torch_thread.__name__)
 
-SMOKE = ["--random-agent", "--episodes", "2", "--max-steps", "6", "--lambdas", "2", "--no-progress"]
+SMOKE = ["--episodes", "2", "--max-steps", "6", "--lambdas", "2", "--no-progress"]
 
 
-def test_script_writes_tables_plot_and_resumes(tmp_path, capsys):
-    out = tmp_path / "run"
-    attack_policy.main([*SMOKE, "--attacks", "fgsm", "noise", "--out", str(out)])
-    rows = json.loads((out / "results.json").read_text())
+def save_agent(path: Path, seed: int) -> Path:
+    torch.manual_seed(seed)
+    torch.save(ActorCritic(6).state_dict(), path)
+    return path
+
+
+def test_script_writes_tables_plot_and_a_fresh_folder_per_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default output folder is relative: runs/attack_policy/<agent>-<game>-<stamp>
+    for attacks in (["fgsm", "noise"], ["fgsm"]):
+        attack_policy.main(["--random-agent", *SMOKE, "--attacks", *attacks])
+    first, second = sorted(Path("runs/attack_policy").iterdir())  # never the same folder, even within a second
+    assert first.name.startswith("random-agent-Pong-") and second.name.startswith("random-agent-Pong-")
+    rows = json.loads((first / "results.json").read_text())
     assert [(r["attack"], r["lambda"]) for r in rows] == [("clean", 0.0), ("FGSM", 2.0), ("random sign noise", 2.0)]
-    assert all(r["episodes"] == 2 and r["capped"] == 2 for r in rows)
+    assert all(r["episodes"] == 2 and r["capped"] == 2 and r["agent"] == "random actor-critic" for r in rows)
     fgsm = rows[1]
     assert fgsm["attack_rate"] == 1.0 and fgsm["mean_linf"] == pytest.approx(2.0)
-    for name in ("results.csv", "results.md", "scores.png", "progress.json"):
-        assert (out / name).is_file()
-    assert "| FGSM |" in (out / "results.md").read_text()
-    capsys.readouterr()
-    attack_policy.main([*SMOKE, "--attacks", "fgsm", "noise", "--out", str(out)])
-    assert "3 settings already done" in capsys.readouterr().out
+    for name in ("results.csv", "results.md", "scores.png", "run.json", "cells.json"):
+        assert (first / name).is_file()
+    assert "| FGSM |" in (first / "results.md").read_text()
+    again = json.loads((second / "results.json").read_text())
+    assert [r | {"seconds": 0} for r in again] == [r | {"seconds": 0} for r in rows[:2]]  # same seed, same rows
 
 
-def test_script_explains_a_missing_agent(tmp_path):
-    with pytest.raises(SystemExit, match="no trained agent for Pong"):
-        attack_policy.main(["--agent", str(tmp_path / "missing.pt"), "--out", str(tmp_path)])
-    with pytest.raises(ValueError, match="unknown Atari game 'Pongg'"):
-        attack_policy.main(["--game", "Pongg", "--random-agent", "--out", str(tmp_path)])
+def test_results_are_keyed_by_the_agent_files_content_not_its_path(tmp_path, capsys, monkeypatch):
+    agent, out = save_agent(tmp_path / "agent.pt", seed=0), tmp_path / "out"
+    argv = ["--agent", str(agent), *SMOKE, "--attacks", "fgsm", "--out", str(out)]
+    attack_policy.main(argv)
+    first = json.loads((out / "results.json").read_text())
+    assert {r["agent_sha256"] for r in first} == {sha256_of(agent)}
+    cells = json.loads((out / "cells.json").read_text())
+    assert cells["settings"]["victim"]["sha256"] == sha256_of(agent) and len(cells["cells"]) == 2
+
+    def must_not_play(*args, **kwargs):
+        raise AssertionError("a finished setting was played again")
+
+    with monkeypatch.context() as patch:  # the same file: every finished setting is reused
+        patch.setattr(attack_policy, "play_setting", must_not_play)
+        attack_policy.main([*argv, "--resume"])
+    assert "2 of 2 settings already done" in capsys.readouterr().out
+    assert json.loads((out / "results.json").read_text()) == first
+
+    save_agent(agent, seed=1)  # another agent at the same path: the saved scores are not its scores
+    with pytest.raises(ValueError, match=r"cannot resume .*other settings.*sha256"):
+        attack_policy.main([*argv, "--resume"])
+    with pytest.raises(ValueError, match="already holds results of another run"):
+        attack_policy.main(argv)
+    attack_policy.main([*argv, "--overwrite"])
+    second = json.loads((out / "results.json").read_text())
+    assert {r["agent_sha256"] for r in second} == {sha256_of(agent)} != {first[0]["agent_sha256"]}
+    assert json.loads((out / "cells.json").read_text())["settings"]["victim"]["sha256"] == sha256_of(agent)
+
+
+def test_ctrl_c_keeps_finished_settings_and_resume_completes_the_table(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "out"
+    argv = ["--random-agent", *SMOKE, "--attacks", "fgsm", "noise", "--out", str(out)]
+    play = attack_policy.play_setting
+    calls = []
+
+    def stop_at_the_third(*args, **kwargs):
+        calls.append(args[:2])
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return play(*args, **kwargs)
+
+    monkeypatch.setattr(attack_policy, "play_setting", stop_at_the_third)
+    assert attack_policy.main(argv) == INTERRUPTED_STATUS
+    err = capsys.readouterr().err
+    assert "Interrupted: 2 finished settings kept" in err and f"--out {out} --resume" in err
+    partial = json.loads((out / "results.json").read_text())
+    assert [r["attack"] for r in partial] == ["clean", "FGSM"]
+    assert "PARTIAL TABLE: interrupted after 2 of 3 settings" in (out / "results.md").read_text()
+    monkeypatch.setattr(attack_policy, "play_setting", play)
+    assert attack_policy.main([*argv, "--resume"]) is None
+    rows = json.loads((out / "results.json").read_text())
+    assert rows[:2] == partial and [r["attack"] for r in rows] == ["clean", "FGSM", "random sign noise"]
+    assert "PARTIAL" not in (out / "results.md").read_text()

@@ -70,6 +70,8 @@ def first_episodes(
     description: str = "episodes",
 ) -> list[EpisodeRecord]:
     """Step ``env`` with ``policy(observations, infos) -> actions`` until every environment's first episode ends."""
+    if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1):
+        raise ValueError(f"max_steps must be an integer >= 1 or None, got {max_steps!r}")
     n = env.num_envs
     observations, infos = env.reset(seed=seed)
     score = np.zeros(n)
