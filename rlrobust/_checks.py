@@ -7,8 +7,10 @@ names the argument, the value and what was expected, instead of a shape error de
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 Bounds = tuple[float, float]
@@ -18,9 +20,12 @@ NORMS = ("linf", "l2")
 def check_bounds(bounds: Sequence[float]) -> Bounds:
     """Return ``bounds`` as a ``(low, high)`` float pair, or raise if it is not a finite, ordered pair."""
     try:
-        low, high = (float(b) for b in bounds)
+        low, high = bounds  # a string such as "01" unpacks too: its characters are refused below
     except (TypeError, ValueError):
         raise ValueError(f"bounds must be a pair (low, high) of numbers, got {bounds!r}") from None
+    if not (_is_number(low) and _is_number(high)):
+        raise ValueError(f"bounds must be a pair (low, high) of numbers, got {bounds!r}")
+    low, high = float(low), float(high)
     if not (math.isfinite(low) and math.isfinite(high)):
         raise ValueError(f"bounds must be finite, got ({low}, {high})")
     if low >= high:
@@ -63,15 +68,34 @@ def check_positive(value: float, name: str) -> float:
     return value
 
 
-def check_count(value: int, name: str, minimum: int = 1) -> int:
-    """Return ``value`` if it is an integer >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+def check_number(value: float, name: str) -> float:
+    """Return ``value`` as a float if it is a finite number (not a string, a bool or NaN)."""
+    value = _as_float(value, name)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value}")
     return value
 
 
-def check_input(x: torch.Tensor, bounds: Bounds, name: str = "x") -> None:
-    """Check that ``x`` is a floating batch (N, ...) with finite values inside ``bounds``."""
+def check_count(value: int, name: str, minimum: int = 1) -> int:
+    """Return ``value`` as an int if it is an integer (Python or numpy, not a bool) >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_flag(value: bool, name: str) -> bool:
+    """Return ``value`` if it is a bool: a string such as "no" is truthy and would silently mean True."""
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+BOUNDS_HINT = "pass the bounds of the input's own scale (e.g. bounds=(0, 255) for raw Atari frames)"
+
+
+def check_input(x: torch.Tensor, bounds: Bounds, name: str = "x", hint: str = BOUNDS_HINT) -> None:
+    """Check that ``x`` is a floating batch (N, ...) with finite values inside ``bounds``; ``hint`` ends the
+    message of values outside them."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if not x.is_floating_point():
@@ -89,10 +113,7 @@ def check_input(x: torch.Tensor, bounds: Bounds, name: str = "x") -> None:
     low, high = bounds
     slack = 1e-5 * (high - low)
     if x_min < low - slack or x_max > high + slack:
-        raise ValueError(
-            f"{name} has values in [{x_min:.6g}, {x_max:.6g}], outside bounds ({low:g}, {high:g}); pass the "
-            f"bounds of the input's own scale (e.g. bounds=(0, 255) for raw Atari frames)"
-        )
+        raise ValueError(f"{name} has values in [{x_min:.6g}, {x_max:.6g}], outside bounds ({low:g}, {high:g}); {hint}")
 
 
 def check_scores(scores: object, rows: int) -> torch.Tensor:
@@ -110,15 +131,19 @@ def check_scores(scores: object, rows: int) -> torch.Tensor:
     return scores
 
 
-def check_labels(y: object, rows: int, num_classes: int, name: str = "y") -> torch.Tensor:
-    """Check that ``y`` holds one integer class index in [0, C) per row."""
+def check_labels(y: object, rows: int, num_classes: int | None, name: str = "y") -> torch.Tensor:
+    """Check that ``y`` holds one integer class index in [0, C) per row (``num_classes=None``: C not yet known,
+    only negative indices are refused)."""
     if not isinstance(y, torch.Tensor):
         raise TypeError(f"{name} must be a tensor of class indices, got {type(y).__name__}")
     if y.dtype.is_floating_point or y.dtype == torch.bool or y.is_complex():
         raise TypeError(f"{name} must hold integer class indices, got dtype {y.dtype}")
     if y.shape != (rows,):
         raise ValueError(f"{name} must have shape ({rows},), one label per input, got {tuple(y.shape)}")
-    if rows and (y.min() < 0 or y.max() >= num_classes):
+    if rows and num_classes is None:
+        if y.min() < 0:
+            raise ValueError(f"{name} has negative labels (min {y.min().item()}); class indices start at 0")
+    elif rows and (y.min() < 0 or y.max() >= num_classes):
         raise ValueError(
             f"{name} has labels in [{y.min().item()}, {y.max().item()}], outside [0, {num_classes}) for "
             f"scores with {num_classes} columns"
@@ -131,7 +156,7 @@ def _as_float(value: object, name: str) -> float:
         if value.numel() != 1:
             raise ValueError(f"{name} must be a single number, got a tensor of shape {tuple(value.shape)}")
         value = value.item()
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if not _is_number(value):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
     value = float(value)
     if math.isnan(value):
@@ -139,8 +164,17 @@ def _as_float(value: object, name: str) -> float:
     return value
 
 
+def _is_number(value: object) -> bool:
+    """A real number (Python, numpy or a one-element tensor), not a bool and not a string."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() == 1 and not value.dtype.is_complex and value.dtype != torch.bool
+    return isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
+
+
 def check_generator(generator: torch.Generator | None, device: torch.device) -> None:
-    """Check that a random generator lives on the device of the tensors it draws for."""
+    """Check that a random generator is a ``torch.Generator`` on the device of the tensors it draws for."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
     if generator is not None and generator.device.type != device.type:
         raise ValueError(
             f"the random generator is on {generator.device} but the tensors are on {device}; "

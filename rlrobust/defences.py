@@ -20,9 +20,9 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from rlrobust._checks import check_generator, check_positive
+from rlrobust._checks import check_generator, check_number, check_positive
 from rlrobust.insertion import add_post_relu_transform, remove_post_relu_transforms
-from rlrobust.sap import SAMPLINGS, StochasticActivationPruning, insert_sap, sap_mask
+from rlrobust.sap import SAMPLINGS, StochasticActivationPruning, check_frac, insert_sap, sap_mask
 
 WEIGHT_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
@@ -34,6 +34,7 @@ class ActivationDropout(nn.Module):
 
     def __init__(self, p: float, *, generator: torch.Generator | None = None) -> None:
         super().__init__()
+        p = check_number(p, "dropout rate p")
         if not 0.0 <= p < 1.0:
             raise ValueError(f"dropout rate p must be in [0, 1), got {p}")
         self.p, self.generator = float(p), generator
@@ -84,6 +85,7 @@ class MagnitudePruning(nn.Module):
 
     def __init__(self, weight: torch.Tensor, keep: float) -> None:
         super().__init__()
+        keep = check_number(keep, "keep")
         if not 0.0 < keep <= 1.0:
             raise ValueError(f"keep must be a fraction in (0, 1], got {keep}")
         self.keep = float(keep)
@@ -109,7 +111,7 @@ class StochasticWeightPruning(nn.Module):
         super().__init__()
         if sampling not in SAMPLINGS:
             raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
-        self.frac, self.sampling, self.generator = check_positive(frac, "frac"), sampling, generator
+        self.frac, self.sampling, self.generator = check_frac(frac), sampling, generator
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         mask = sap_mask(weight.reshape(1, -1), self.frac, sampling=self.sampling, generator=self.generator)
@@ -179,6 +181,8 @@ DEFENCES: dict[str, Callable[..., nn.Module]] = {
 
 def apply_defence(model: nn.Module, name: str, value: float, *, generator: torch.Generator | None = None) -> nn.Module:
     """Apply the defence called ``name`` (see :data:`DEFENCES`) with strength ``value``; returns ``model``."""
+    if not isinstance(name, str):
+        raise TypeError(f"the defence name must be a string such as 'SAP' or 'RNW', got {type(name).__name__}")
     key = name.upper()
     if key not in DEFENCES:
         raise ValueError(f"unknown defence {name!r}; available: {sorted(DEFENCES)}")

@@ -18,8 +18,10 @@ from dataclasses import dataclass
 
 import torch
 
-from rlrobust._checks import check_count, check_generator, check_positive, check_scores
+from rlrobust._checks import check_count, check_generator, check_input, check_number, check_positive, check_scores
 from rlrobust.energy import joint_energy
+
+_UNIT_HINT = "generation works on images scaled to [0, 1] (divide 0-255 images by 255)"
 
 
 @dataclass
@@ -36,6 +38,7 @@ def fit_class_pca(images: torch.Tensor, retained_variance: float = 0.95) -> Clas
     """Fit the PCA of a class's images (N, C, H, W) in [0, 1], keeping components up to ``retained_variance``."""
     if images.ndim < 2 or images.shape[0] < 2:
         raise ValueError(f"need at least 2 images of shape (N, ...) to fit a PCA, got {tuple(images.shape)}")
+    check_input(images, (0.0, 1.0), "images", _UNIT_HINT)  # NaN stops the SVD; samples are clipped to [0, 1]
     if not 0.0 < retained_variance <= 1.0:
         raise ValueError(f"retained_variance must be in (0, 1], got {retained_variance}")
     flat = images.reshape(images.shape[0], -1).double()
@@ -82,8 +85,10 @@ def sgld_sample(
     step_size = check_positive(step_size, "step_size")
     if not 0.0 <= momentum < 1.0:
         raise ValueError(f"momentum must be in [0, 1), got {momentum}")
-    alpha = math.sqrt(2 * step_size) if noise_scale is None else float(noise_scale)
+    noise_std = _check_non_negative(noise_std, "noise_std")
+    alpha = math.sqrt(2 * step_size) if noise_scale is None else _check_non_negative(noise_scale, "noise_scale")
     check_generator(generator, x0.device)
+    check_input(x0, (0.0, 1.0), "x0", _UNIT_HINT)  # the chain is clipped to [0, 1]: other scales would be cut
     x = x0.detach().clone()
     velocity = torch.zeros_like(x)
     for step in range(steps):
@@ -96,3 +101,10 @@ def sgld_sample(
         if callback is not None:
             callback(step, x, energy.detach())
     return x.detach()
+
+
+def _check_non_negative(value: float, name: str) -> float:
+    value = check_number(value, name)
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return value

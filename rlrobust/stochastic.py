@@ -58,6 +58,10 @@ def mean_output(
 ) -> torch.Tensor:
     """Average ``transform(model(x))`` over ``samples`` stochastic passes (identity transform by default)."""
     check_count(samples, "samples")
+    if max_rows is not None:
+        check_count(max_rows, "max_rows")
+    if not isinstance(x, torch.Tensor) or x.ndim < 1:
+        raise TypeError(f"x must be a batch tensor (N, ...), got {type(x).__name__}")
     rows = x.shape[0]
     total = None
     for copies in repeat_plan(samples, rows, max_rows, rows_independent(model)):

@@ -82,3 +82,16 @@ def functional_net() -> nn.Module:
 def images() -> torch.Tensor:
     """A batch of 16 random 3x8x8 images in [0, 1]."""
     return torch.rand(16, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run a test on one torch thread, then restore the count.
+
+    Small batches gain little from a second thread on an idle machine and lose up to 10x when other processes
+    share the two cores (OpenMP threads then spin waiting for each other), so tests of small models use one.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

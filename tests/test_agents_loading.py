@@ -14,6 +14,8 @@ from stable_baselines3 import DQN
 from agents import DoubleDQN, NatureQNetwork, NeurIPSQNetwork, load_agent, make_atari_vec_env, resolve_game
 from tests.conftest import shared_file
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small batches: see conftest
+
 PONG_DQN = "atari/KaleabTessera_DQN-Atari/checkpoint_dqn_neurips.pth"
 FRAMES = torch.randint(0, 256, (4, 4, 84, 84), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
 

@@ -12,6 +12,8 @@ from torch import nn
 from rlrobust import attacks
 from rlrobust.attacks import fgsm, iterative, pgd
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small batches: see conftest
+
 
 class CallCounter(nn.Module):
     """Wraps a model and counts forward calls and rows seen."""
@@ -111,7 +113,9 @@ def test_iterative_equals_hand_written_bim(module_net, images):
         x_adv.requires_grad_(True)
         loss = F.cross_entropy(module_net(x_adv), y, reduction="sum")
         (grad,) = torch.autograd.grad(loss, x_adv)
-        x_adv = torch.min(torch.max(x_adv.detach() + step * grad.sign(), images - eps), images + eps).clamp(0, 1)
+        # the projection written as "clip the step to the eps-cube around x" rounds exactly as the attack does, so
+        # no one-ulp difference of an iterate can flip the sign of a near-zero gradient entry at the next step
+        x_adv = (images + (x_adv.detach() + step * grad.sign() - images).clamp(-eps, eps)).clamp(0, 1)
     assert torch.allclose(iterative(module_net, images, y, eps=eps, step=step), x_adv, atol=1e-7)
 
 
@@ -227,7 +231,14 @@ def test_eot_gives_the_same_gradient_as_one_pass_on_a_deterministic_model(module
     y = module_net(images).argmax(1)
     one = fgsm(module_net, images, y, eps=4 / 255)
     many = fgsm(module_net, images, y, eps=4 / 255, eot_samples=8, eot_batch_size=48)
-    assert torch.equal(one, many)
+    # Batches of 16 and 48 rows may sum in another order: only where the gradient is clear of float32 rounding
+    # must the sign step be the same; everywhere the two stay inside the budget.
+    x = images.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(F.cross_entropy(module_net(x), y, reduction="sum"), x)
+    clear = grad.abs() > 1e-4 * grad.abs().amax()
+    assert clear.float().mean() > 0.9
+    assert torch.equal(one[clear], many[clear])
+    assert (many - images).abs().max() <= 4 / 255 + 1e-7
 
 
 def test_pgd_restarts_keep_the_best_run_per_input(module_net, images):

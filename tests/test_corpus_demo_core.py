@@ -17,7 +17,7 @@ CASES = [
     Case("demo_core", ("--mc-samples", "0", "--out", "{out}"), "--mc-samples: must be an integer >= 1"),
     Case("demo_core", ("--pgd-steps", "-3", "--out", "{out}"), "--pgd-steps: must be an integer >= 1"),
     Case("demo_core", ("--seed", "-1", "--out", "{out}"), "--seed: must be an integer >= 0"),
-    Case("demo_core", ("--device", "tpu", "--out", "{out}"), "--device must be cpu or cuda"),
+    Case("demo_core", ("--device", "tpu", "--out", "{out}"), "not a torch device"),
     Case("demo_core", ("--game", "Pongg", "--out", "{out}"), "unknown Atari game"),
     Case("demo_core", ("--agent", "{tmp}/missing.pt", "--out", "{out}"), "not found"),
     Case("demo_core", ("--agent", "{tmp}/empty.pt", "--out", "{out}"), "empty.pt"),

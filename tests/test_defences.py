@@ -12,6 +12,8 @@ from rlrobust import defences, stochastic
 from rlrobust.attacks import pgd
 from rlrobust.sap import has_sap
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small batches: see conftest
+
 STOCHASTIC = {"SAP": 1.0, "DRO": 0.3, "RNA": 0.1, "RSA": 0.1, "RNW": 0.05, "RSW": 0.1, "SWP": 1.0}
 
 

@@ -8,6 +8,8 @@ import torch.nn.functional as F
 
 from rlrobust.energy import energy, joint_energy, weat_weights
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small batches: see conftest
+
 
 def test_cross_entropy_is_joint_energy_minus_energy():
     torch.manual_seed(0)

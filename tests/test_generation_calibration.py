@@ -10,6 +10,8 @@ from rlrobust.calibration import expected_calibration_error, reliability_bins
 from rlrobust.energy import joint_energy
 from rlrobust.generation import fit_class_pca, sample_class_pca, sgld_sample
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small batches: see conftest
+
 
 def test_ece_on_a_hand_made_case():
     # Two bins (0, .5] and (.5, 1]. Bin 1: confidences .8, .8, .6 with 2 of 3 right; bin 0: .4, right.

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from classifiers.models import resnet20
 from rlrobust.attacks import fgsm, pgd
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 torchattacks = pytest.importorskip("torchattacks")
 
@@ -43,10 +46,17 @@ def test_pgd_l2_matches_torchattacks(model_and_batch):
     ours = pgd(model, x, y, eps=0.5, step=0.1, steps=10, random_start=False, norm="l2")
     theirs = torchattacks.PGDL2(model, eps=0.5, alpha=0.1, steps=10, random_start=False)(x, y)
     # L2 steps are continuous, so the ulp-level difference of summed vs averaged loss gradients survives
-    # normalisation; where an input sits on a ReLU kink, that can switch the next gradient. Measured: all
-    # inputs agree to 2e-7 through 5 steps; after 10, 1 of 8 ResNet-20 inputs parts by 2e-3.
+    # normalisation; where an input sits on a ReLU kink, that can switch the next gradient, and how often depends
+    # on the machine's summation order. Measured here: all inputs agree to 2e-7 through 5 steps; after 10, 1 of 8
+    # ResNet-20 inputs parts by 2e-3, its loss by 0.4 %. So: most inputs reach the same point, and every input the
+    # same loss (the same attack strength), whichever path rounding sent it on.
     per_input = (ours - theirs).flatten(1).abs().amax(1)
-    assert (per_input < 1e-5).float().mean() >= 0.85
+    assert (per_input < 1e-5).float().mean() >= 0.75
+    with torch.no_grad():
+        ours_loss = F.cross_entropy(model(ours), y, reduction="none")
+        theirs_loss = F.cross_entropy(model(theirs), y, reduction="none")
+    assert torch.allclose(ours_loss, theirs_loss, rtol=0.02, atol=1e-4)
+    assert ours_loss.mean() == pytest.approx(theirs_loss.mean().item(), rel=0.005)
 
 
 def test_targeted_pgd_matches_torchattacks(module_net):

@@ -24,6 +24,8 @@ from rlrobust.insertion import count_relu_calls
 from rlrobust.sap import insert_sap
 from tests.conftest import shared_file
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 RESNET20 = "cifar10_models/akamaster_pytorch_resnet_cifar10/resnet20-12fca82f.th"
 CIFAR_LOSSLESS = "cifar10/cifar10_test_first1017_lossless.npz"
 PONG_DQN = "atari/KaleabTessera_DQN-Atari/checkpoint_dqn_neurips.pth"
@@ -49,22 +51,26 @@ def test_pretrained_resnet20_loads_and_scores_as_measured(resnet20_and_cifar):
 
 def test_fgsm_and_the_iterative_attack_break_the_dense_resnet(resnet20_and_cifar):
     model, x, y = resnet20_and_cifar
-    x, y = x[:256], y[:256]
+    x, y = x[:128], y[:128]
     clean = accuracy(model, x, y)
     lam1 = accuracy(model, fgsm(model, x, y, eps=1 / 255), y)
     lam2 = accuracy(model, fgsm(model, x, y, eps=2 / 255), y)
     iter4 = accuracy(model, iterative(model, x, y, eps=4 / 255, step=1 / 255), y)
-    # Measured here: 91.0 % clean, 44.9 % and 29.7 % under FGSM lambda = 1, 2, 0.8 % under the iterative
-    # attack at lambda = 4 (the paper's own ResNet-20: 89.8 / 66.3 / 56.4 / 31.0 %).
+    # Measured here on the first 128: 93.8 % clean, 47.7 % and 32.0 % under FGSM lambda = 1, 2, 1.6 % under the
+    # iterative attack at lambda = 4 (256 images: 91.0 / 44.9 / 29.7 / 0.8 %; the paper's own ResNet-20:
+    # 89.8 / 66.3 / 56.4 / 31.0 %).
     assert clean > 0.88
     assert lam1 < clean - 0.3 and lam2 < lam1
     assert iter4 < 0.05
 
 
 def test_sap_resists_fgsm_better_than_the_dense_resnet(resnet20_and_cifar):
-    """The SAP paper's claim under its own attacker (FGSM with a Monte-Carlo gradient) holds on this model."""
+    """The SAP paper's claim under its own attacker (FGSM with a Monte-Carlo gradient) holds on this model.
+
+    Measured on the first 32 images: dense 34.4 %, SAP-100 53.1 % under FGSM at 2/255 (64 images: 32.8 / 53.1 %).
+    """
     model, x, y = resnet20_and_cifar
-    x, y = x[:64], y[:64]
+    x, y = x[:32], y[:32]
     sap_model = insert_sap(copy.deepcopy(model), 1.0, generator=torch.Generator().manual_seed(0))
     dense_under_fgsm = accuracy(model, fgsm(model, x, y, eps=2 / 255), y)
     x_mc = fgsm(sap_model, x, y, eps=2 / 255, eot_samples=10)
@@ -119,12 +125,13 @@ def mnist(count: int):
 @pytest.mark.parametrize("which,low,high", [("clntrained", 0.0, 0.02), ("advtrained", 0.88, 0.97)])
 def test_pgd40_reproduces_the_reference_robust_accuracy_on_mnist(which, low, high):
     """The data README measured PGD-40 (eps 0.3, step 0.01, random start) at 0.0 % for the clean LeNet-5 and
-    92.2 % for the adversarially trained one; ours lands in the same place (93.6 % on the first 500 here)."""
+    92.2 % for the adversarially trained one; ours lands in the same place (93.6 % on the first 500 here, 93.0 % on
+    the first 100 that the test attacks, 0.0 % for the clean model)."""
     model = AdvertorchLeNet5()
     weights = shared_file(f"mnist_models/advertorch/mnist_lenet5_{which}.pt")
     model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     model.eval()
-    x, y = mnist(200)
+    x, y = mnist(100)
     assert accuracy(model, x, y) > 0.97
     x_adv = pgd(model, x, y, eps=0.3, step=0.01, steps=40, generator=torch.Generator().manual_seed(0))
     assert low <= accuracy(model, x_adv, y) <= high

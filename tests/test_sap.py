@@ -16,6 +16,8 @@ from rlrobust import sap
 from rlrobust.insertion import count_relu_calls, post_relu_transforms, relu_calls_last_forward
 from rlrobust.sap import insert_sap, remove_sap, sap_mask, stochastic_activation_pruning
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small batches: see conftest
+
 # One activation map with large, small, tiny and zero entries.
 H = torch.tensor([[3.0, 1.0, 0.5, 0.0, 2.0, 0.1, 0.01, 4.0] + [0.3] * 24 + [0.0] * 8])
 

@@ -15,7 +15,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.vec_env import DummyVecEnv
 from torch import nn
 
-from tests.test_wrappers_fixtures import FrameToy, VectorToy, assert_same_perturbation, one_torch_thread
+from tests.test_wrappers_fixtures import FrameToy, RowByRow, VectorToy, assert_same_perturbation, one_torch_thread
 from wrappers import (
     EPISODE_KEY,
     STEP_KEY,
@@ -133,7 +133,7 @@ def test_vec_env_info_and_terminal_observations():
 
 def test_vec_env_gives_the_single_wrappers_perturbations():
     settings = {"eps": 3.0, "attack": "pgd"}
-    victim = resolve_victim(sb3_model(PPO, image_env()), (4, IMAGE, IMAGE))
+    victim = RowByRow(resolve_victim(sb3_model(PPO, image_env()), (4, IMAGE, IMAGE)))  # same kernels per row
     venv = AdversarialVecEnv(DummyVecEnv([lambda: image_env(length=3) for _ in range(2)]), victim, **settings)
     venv.seed(7)
     vec_obs = [venv.reset()]

@@ -113,6 +113,8 @@ class ObservationPerturber:
 
     def seed(self, seed: int | None) -> None:
         """Row ``i`` draws from streams seeded with ``seed + i``; ``None`` draws fresh entropy."""
+        if seed is not None:
+            seed = check_count(seed, "seed", minimum=0)
         self._rows = [_RowRandom(None if seed is None else seed + i, self.box.device) for i in range(self.num_rows)]
         self._victim_rng = None if seed is None else np.random.default_rng([seed, _VICTIM_SALT])
 

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from rlrobust._checks import check_count, check_positive
+from rlrobust._checks import check_count, check_number, check_positive
 
 
 class AttackSchedule:
@@ -62,7 +62,7 @@ class WithProbability(AttackSchedule):
     """Attack each observation independently with probability ``p`` (one draw per environment and step)."""
 
     def __init__(self, p: float) -> None:
-        p = float(p)
+        p = check_number(p, "the attack probability p")
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"the attack probability p must lie in [0, 1], got {p}")
         self.p = p
@@ -77,7 +77,7 @@ class StrategicallyTimed(AttackSchedule):
     needs_victim = True
 
     def __init__(self, threshold: float, temperature: float = 1.0) -> None:
-        threshold = float(threshold)
+        threshold = check_number(threshold, "threshold")
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold is a gap between probabilities and must lie in [0, 1], got {threshold}")
         self.threshold = threshold

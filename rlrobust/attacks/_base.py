@@ -21,6 +21,7 @@ from rlrobust._checks import (
     check_bounds,
     check_count,
     check_eps,
+    check_flag,
     check_input,
     check_labels,
     check_norm,
@@ -121,6 +122,7 @@ def prepare(
     if eot_batch_size is not None:
         check_count(eot_batch_size, "eot_batch_size")
     loss_fn, builtin = resolve_loss(loss)
+    targeted = check_flag(targeted, "targeted")
     if y is None and targeted:
         raise ValueError("a targeted attack needs the target labels y")
     if y is not None:
@@ -129,7 +131,7 @@ def prepare(
         if y.shape[:1] != x.shape[:1]:
             raise ValueError(f"y must have one entry per input ({x.shape[0]}), got shape {tuple(y.shape)}")
         if builtin:
-            y = check_labels(y, x.shape[0], num_classes=torch.iinfo(torch.int64).max)
+            y = check_labels(y, x.shape[0], num_classes=None)  # the upper end once the scores are seen
     return AttackProblem(
         model=model,
         x=x.detach(),

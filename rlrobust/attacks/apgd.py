@@ -30,7 +30,15 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from rlrobust._checks import check_bounds, check_count, check_input, check_labels, check_positive
+from rlrobust._checks import (
+    check_bounds,
+    check_count,
+    check_flag,
+    check_generator,
+    check_input,
+    check_labels,
+    check_positive,
+)
 from rlrobust.attacks._base import (
     AttackProblem,
     Model,
@@ -93,6 +101,7 @@ def apgd(
         eot_batch_size=eot_batch_size,
     )
     settings = _Settings.checked(steps, restarts, rho, momentum, random_start, generator)
+    check_generator(generator, problem.x.device)
     if problem.eps == 0:
         return problem.x.clone()
     with preserved_model(model):
@@ -125,6 +134,7 @@ def apgd_targeted(
     target_classes = check_count(target_classes, "target_classes")
     settings = _Settings.checked(steps, restarts, rho, momentum, True, generator)
     check_input(x, check_bounds(bounds))
+    check_generator(generator, x.device)
     clean_probs = predict_proba(model, x.detach(), eot_samples, max_rows=eot_batch_size)
     classes = clean_probs.shape[1]
     y = check_labels(y, x.shape[0], classes).to(x.device)
@@ -192,7 +202,7 @@ class _Settings:
             restarts=check_count(restarts, "restarts"),
             rho=_check_fraction(rho, "rho"),
             momentum=_check_fraction(momentum, "momentum"),
-            random_start=random_start,
+            random_start=check_flag(random_start, "random_start"),
             generator=generator,
         )
 

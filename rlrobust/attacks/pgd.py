@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
-from rlrobust._checks import check_count, check_positive
+from rlrobust._checks import check_count, check_flag, check_generator, check_positive
 from rlrobust.attacks._base import Model, prepare, preserved_model, random_start, run_steps
 from rlrobust.attacks.losses import LossFn
 
@@ -59,6 +59,8 @@ def pgd(
     )
     steps = check_count(steps, "steps")
     restarts = check_count(restarts, "restarts")
+    random_start = check_flag(random_start, "random_start")
+    check_generator(generator, problem.x.device)
     step = 2.5 * problem.eps / steps if step is None else check_positive(step, "step")
     if problem.eps == 0:
         return problem.x.clone()
