@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from classifiers.data import load_dataset
 from classifiers.models import ARCHITECTURES, build_model
 from classifiers.training import make_config, train
+from rlrobust import cli
 from rlrobust.reporting import write_tables
 
 EPS, STEP, STEPS = 8 / 255, 2 / 255, 10
@@ -137,13 +138,13 @@ def _sync(device: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     on_gpu = torch.cuda.is_available()
-    parser.add_argument("--device", default="cuda" if on_gpu else "cpu")
-    parser.add_argument("--batches", type=int, default=100 if on_gpu else 3, help="timed batches")
-    parser.add_argument("--warmup", type=int, default=5 if on_gpu else 2)
+    parser.add_argument("--device", type=cli.device, default="cuda" if on_gpu else "cpu")
+    parser.add_argument("--batches", type=cli.count(), default=100 if on_gpu else 3, help="timed batches")
+    parser.add_argument("--warmup", type=cli.count(0), default=5 if on_gpu else 2)
     parser.add_argument("--compile", action="store_true", help="torch.compile in our trainer")
     parser.add_argument("--arch", default="resnet18", choices=sorted(ARCHITECTURES), help="the issue's: resnet18")
-    parser.add_argument("--batch-size", type=int, default=128, help="the issue's: 128")
-    parser.add_argument("--workers", type=int, default=4 if on_gpu else 0, help="reference DataLoader workers")
+    parser.add_argument("--batch-size", type=cli.count(), default=128, help="the issue's: 128")
+    parser.add_argument("--workers", type=cli.count(0), default=4 if on_gpu else 0, help="reference DataLoader workers")
     parser.add_argument("--out", type=Path, default=Path("runs/bench_classifier"))
     args = parser.parse_args()
     if args.warmup < 1 or args.batches < 1 or args.batch_size < 1:

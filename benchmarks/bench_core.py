@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents import NatureQNetwork
 from classifiers.models import resnet20
+from rlrobust import cli
 from rlrobust.attacks import fgsm, pgd
 from rlrobust.reporting import markdown_table
 from rlrobust.sap import insert_sap
@@ -162,12 +163,14 @@ def sap_rows(name, net, x, device, timing):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--resnet-batch", type=int, help="default: 512 on a GPU, 16 on a CPU")
-    parser.add_argument("--dqn-batch", type=int, help="default: 256 on a GPU, 16 on a CPU")
-    parser.add_argument("--min-repeats", type=int, default=3, help="timed runs of each at least (alternating)")
-    parser.add_argument("--seconds", type=float, default=10.0, help="keep repeating cheap work this long")
-    parser.add_argument("--eot-batch", type=int, default=None, help="rows per forward for EOT (default: core's)")
+    parser.add_argument("--device", type=cli.device, default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--resnet-batch", type=cli.count(), help="default: 512 on a GPU, 16 on a CPU")
+    parser.add_argument("--dqn-batch", type=cli.count(), help="default: 256 on a GPU, 16 on a CPU")
+    parser.add_argument("--min-repeats", type=cli.count(), default=3, help="timed runs of each at least (alternating)")
+    parser.add_argument("--seconds", type=cli.real(0, low_open=True), default=10.0, help="repeat cheap work this long")
+    parser.add_argument(
+        "--eot-batch", type=cli.count(), default=None, help="rows per forward for EOT (default: core's)"
+    )
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     torch.manual_seed(0)

@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from agents.double_dqn import DoubleDQN
 from agents.replay import FrameReplayBuffer
 from agents.training import TrainConfig, build_model, dqn_settings, make_training_env
+from rlrobust import cli
 from rlrobust.reporting import markdown_table, write_tables
 
 ATARI_OBS = spaces.Box(0, 255, (4, 84, 84), dtype=np.uint8)
@@ -260,20 +261,20 @@ def _allocated_bytes(buffer) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--game", default="Pong")
-    parser.add_argument("--steps", type=int, default=3000, help="agent steps per timed run")
-    parser.add_argument("--learning-starts", type=int, default=1000)
-    parser.add_argument("--buffer-size", type=int, default=10_000)
-    parser.add_argument("--exploration-steps", type=int, default=2000)
-    parser.add_argument("--repeats", type=int, default=2, help="alternating runs of each trainer (0: none)")
-    parser.add_argument("--ours-envs", type=int, default=1)
+    parser.add_argument("--steps", type=cli.count(), default=3000, help="agent steps per timed run")
+    parser.add_argument("--learning-starts", type=cli.count(), default=1000)
+    parser.add_argument("--buffer-size", type=cli.count(), default=10_000)
+    parser.add_argument("--exploration-steps", type=cli.count(), default=2000)
+    parser.add_argument("--repeats", type=cli.count(0), default=2, help="alternating runs of each trainer (0: none)")
+    parser.add_argument("--ours-envs", type=cli.count(), default=1)
     parser.add_argument("--ours-backend", default="sync", choices=["sync", "async", "ale"])
-    parser.add_argument("--sb3-envs", type=int, default=1)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads for both (0 = torch's default)")
-    parser.add_argument("--update-repeats", type=int, default=40, help="timed updates of each trainer")
-    parser.add_argument("--replay-fill", type=int, default=20_000, help="transitions held in each replay")
+    parser.add_argument("--sb3-envs", type=cli.count(), default=1)
+    parser.add_argument("--device", type=cli.device, default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=cli.count(0), default=1, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--update-repeats", type=cli.count(), default=40, help="timed updates of each trainer")
+    parser.add_argument("--replay-fill", type=cli.count(), default=20_000, help="transitions held in each replay")
     parser.add_argument("--skip-training", action="store_true", help="only the replay measurements")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=cli.count(0), default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/bench_ddqn"))
     args = parser.parse_args()
     if args.threads:

@@ -29,6 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents import NatureQNetwork, make_atari_env
+from rlrobust import cli
 from rlrobust.reporting import markdown_table
 from wrappers import AdversarialObservation, VectorAdversarialObservation
 
@@ -90,10 +91,10 @@ def steps_per_second(step: Callable[[np.ndarray], None], steps: int, device: str
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--steps", type=int, default=48, help="timed rounds (each steps all 8 envs once)")
-    parser.add_argument("--repeats", type=int, default=3, help="runs per configuration; the median is reported")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--device", type=cli.device, default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--steps", type=cli.count(), default=48, help="timed rounds (each steps all 8 envs once)")
+    parser.add_argument("--repeats", type=cli.count(), default=3, help="runs per configuration; the median is reported")
+    parser.add_argument("--threads", type=cli.count(), help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     if args.steps < 1 or args.repeats < 1:

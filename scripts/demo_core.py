@@ -31,7 +31,7 @@ from agents import NatureQNetwork, load_agent, make_atari_env
 from agents.rollout import collect_observations
 from rlrobust import stochastic
 from rlrobust.attacks import fgsm, iterative, pgd
-from rlrobust.cli import count, real, run_main
+from rlrobust.cli import count, device, real, run_main
 from rlrobust.reporting import pivot, write_tables
 from rlrobust.runs import RunLock, claim_output_dir, fresh_run_dir, write_run_record
 from rlrobust.sap import insert_sap
@@ -51,14 +51,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--mc-samples", type=count(), default=10, help="SAP passes per action and per gradient")
     parser.add_argument("--pgd-steps", type=count(), default=10)
     parser.add_argument("--seed", type=count(0), default=0)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--device", type=device, default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, help="output folder (default: a new one under runs/demo/)")
     parser.add_argument("--overwrite", action="store_true", help="replace the results in a used --out folder")
     args = parser.parse_args(argv)
-    if not (args.device == "cpu" or args.device.startswith("cuda")):
-        parser.error(f"--device must be cpu or cuda[:N], got {args.device!r}")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        parser.error("--device cuda was asked for but torch sees no CUDA device")
     return args
 
 
