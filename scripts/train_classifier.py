@@ -11,10 +11,11 @@
 one field of it. Budgets accept fractions: ``--eps 8/255``; every number is checked against its range
 (``classifiers.training.config.BOUNDS``) before anything runs. Outputs under ``--out-dir``: config.json, run.json
 (settings, data files' sha256, versions), metrics.csv, tensorboard/, last.pt (every epoch, atomic) and
-best_robust.pt (best held-out PGD accuracy); without ``--out-dir``, a fresh
-``runs/classifier/<dataset>-<method>-seed<S>-<stamp>``. A folder holding another run is refused unless ``--resume`` or
-``--overwrite``; Ctrl-C or SIGTERM stop after keeping the last finished epoch (exit status 130); a loss or weight
-that turns NaN or infinite stops the run before that epoch is saved (exit status 1).
+best_robust.pt (best PGD accuracy on ``--holdout-size`` images held out of the training split, never test images);
+without ``--out-dir``, a fresh ``runs/classifier/<dataset>-<method>-seed<S>-<stamp>``. A folder holding another
+run is refused unless ``--resume`` or ``--overwrite``; Ctrl-C or SIGTERM stop after keeping the last finished epoch
+(exit status 130); a loss or weight that turns NaN or infinite stops the run before that epoch is saved (exit
+status 1).
 """
 
 from __future__ import annotations

@@ -58,6 +58,19 @@ def with_nan(x: torch.Tensor, value: float = NAN) -> torch.Tensor:
     return bad
 
 
+class BrokenScores(nn.Module):
+    """NET whose scores turn NaN (or ``value``) from its ``after``-th call on: a broken model mid-attack."""
+
+    def __init__(self, after: int = 0, value: float = NAN) -> None:
+        super().__init__()
+        self.net, self.after, self.value, self.calls = NET, after, value, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        scores = self.net(x)
+        return scores if self.calls <= self.after else scores + self.value
+
+
 def noisy_frames(**settings) -> RandomNoiseObservation:
     return RandomNoiseObservation(FrameToy(), **{"eps": 2.0, **settings})
 
@@ -133,6 +146,69 @@ ATTACK_CASES = [
     ),
     ApiCase("apgd_t y beyond the classes", lambda: apgd_targeted(NET, X, Y + 2, eps=0.1), ValueError, "y has labels"),
     ApiCase("unknown attack name", lambda: get_attack("deepfool"), ValueError, "unknown attack 'deepfool'"),
+]
+
+# Issue 13's silent wrong results: each of these once returned a batch (a non-attack, or a random start) and no error.
+NONFINITE = "NaN or infinite scores"
+SILENT_CASES = [
+    ApiCase("pgd step -1", lambda: pgd(NET, X, Y, eps=0.1, step=-1), ValueError, "step must be a finite number > 0"),
+    ApiCase("pgd step 0", lambda: pgd(NET, X, Y, eps=0.1, step=0), ValueError, "step must be a finite number > 0"),
+    ApiCase("pgd step inf", lambda: pgd(NET, X, Y, eps=0.1, step=INF), ValueError, "step must be a finite number"),
+    ApiCase("pgd step a string", lambda: pgd(NET, X, Y, eps=0.1, step="0.01"), TypeError, "step must be a number"),
+    ApiCase("pgd steps -3", lambda: pgd(NET, X, Y, eps=0.1, steps=-3), ValueError, "steps must be an integer >= 1"),
+    ApiCase("pgd steps True", lambda: pgd(NET, X, Y, eps=0.1, steps=True), ValueError, "steps must be an integer"),
+    ApiCase("iterative step -1", lambda: iterative(NET, X, Y, eps=0.1, step=-1), ValueError, "step must be"),
+    ApiCase("iterative step NaN", lambda: iterative(NET, X, Y, eps=0.1, step=NAN), ValueError, "step must be"),
+    ApiCase("iterative step inf", lambda: iterative(NET, X, Y, eps=0.1, step=INF), ValueError, "step must be"),
+    ApiCase("apgd steps -1", lambda: apgd(NET, X, Y, eps=0.1, steps=-1), ValueError, "steps must be"),
+    ApiCase("apgd restarts 0", lambda: apgd(NET, X, Y, eps=0.1, restarts=0), ValueError, "restarts must be"),
+    ApiCase("apgd rho 0", lambda: apgd(NET, X, Y, eps=0.1, rho=0), ValueError, "rho must be a finite number > 0"),
+    ApiCase("apgd rho -0.75", lambda: apgd(NET, X, Y, eps=0.1, rho=-0.75), ValueError, "rho must be"),
+    ApiCase("apgd momentum inf", lambda: apgd(NET, X, Y, eps=0.1, momentum=INF), ValueError, "momentum must be"),
+    ApiCase("apgd momentum 0", lambda: apgd(NET, X, Y, eps=0.1, momentum=0), ValueError, "momentum must be"),
+    ApiCase("apgd_t steps 0", lambda: apgd_targeted(NET, X, Y, eps=0.1, steps=0), ValueError, "steps must be"),
+    ApiCase("apgd_t rho NaN", lambda: apgd_targeted(NET, X, Y, eps=0.1, rho=NAN), ValueError, "rho must be"),
+    ApiCase("apgd y beyond the classes", lambda: apgd(NET, X, Y + 2, eps=0.1), ValueError, "y has labels in [2, 5]"),
+    ApiCase("apgd y negative", lambda: apgd(NET, X, Y - 1, eps=0.1), ValueError, "y has negative labels"),
+    ApiCase("apgd dlr y beyond", lambda: apgd(NET, X, Y + 5, eps=0.1, loss="dlr"), ValueError, "outside [0, 5)"),
+    ApiCase(
+        "apgd targeted y beyond", lambda: apgd(NET, X, Y + 9, eps=0.1, targeted=True), ValueError, "outside [0, 5)"
+    ),
+    ApiCase("pgd y beyond the classes", lambda: pgd(NET, X, Y + 2, eps=0.1), ValueError, "outside [0, 5)"),
+    ApiCase("iterative y beyond", lambda: iterative(NET, X, Y + 2, eps=0.1, step=0.01), ValueError, "outside [0, 5)"),
+    ApiCase("fgsm NaN scores", lambda: fgsm(BrokenScores(), X, Y, eps=0.1), ValueError, NONFINITE),
+    ApiCase("fgsm inf scores, y=None", lambda: fgsm(BrokenScores(value=INF), X, eps=0.1), ValueError, NONFINITE),
+    ApiCase("iterative NaN scores", lambda: iterative(BrokenScores(), X, Y, eps=0.1, step=0.01), ValueError, NONFINITE),
+    ApiCase("pgd NaN scores", lambda: pgd(BrokenScores(), X, Y, eps=0.1), ValueError, NONFINITE),
+    ApiCase("pgd -inf scores", lambda: pgd(BrokenScores(value=-INF), X, Y, eps=0.1), ValueError, NONFINITE),
+    ApiCase("pgd NaN scores, y=None", lambda: pgd(BrokenScores(), X, eps=0.1), ValueError, NONFINITE),
+    ApiCase("pgd NaN mid-attack", lambda: pgd(BrokenScores(after=3), X, Y, eps=0.1), ValueError, "during the attack"),
+    ApiCase("pgd NaN mid-restarts", lambda: pgd(BrokenScores(12), X, Y, eps=0.1, restarts=3), ValueError, "during the"),
+    ApiCase(
+        "iterative NaN mid-attack",
+        lambda: iterative(BrokenScores(after=2), X, Y, eps=0.1, step=0.01),
+        ValueError,
+        "during the attack",
+    ),
+    ApiCase("apgd NaN scores", lambda: apgd(BrokenScores(), X, Y, eps=0.1, steps=5), ValueError, NONFINITE),
+    ApiCase("apgd -inf scores", lambda: apgd(BrokenScores(value=-INF), X, Y, eps=0.1), ValueError, NONFINITE),
+    ApiCase("apgd NaN scores, y=None", lambda: apgd(BrokenScores(), X, eps=0.1, steps=5), ValueError, NONFINITE),
+    ApiCase(
+        "apgd NaN mid-attack", lambda: apgd(BrokenScores(after=4), X, Y, eps=0.1, steps=5), ValueError, "during the"
+    ),
+    ApiCase(
+        "apgd eot NaN scores",
+        lambda: apgd(BrokenScores(), X, Y, eps=0.1, steps=5, eot_samples=3),
+        ValueError,
+        NONFINITE,
+    ),
+    ApiCase("apgd_t NaN scores", lambda: apgd_targeted(BrokenScores(), X, Y, eps=0.1, steps=5), ValueError, NONFINITE),
+    ApiCase(
+        "apgd_t NaN mid-attack",
+        lambda: apgd_targeted(BrokenScores(after=3), X, Y, eps=0.1, steps=5, target_classes=2),
+        ValueError,
+        "during the attack",
+    ),
 ]
 
 CORE_CASES = [
@@ -264,7 +340,7 @@ WRAPPER_CASES = [
     ),
 ]
 
-CASES = ATTACK_CASES + CORE_CASES + WRAPPER_CASES
+CASES = ATTACK_CASES + SILENT_CASES + CORE_CASES + WRAPPER_CASES
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)

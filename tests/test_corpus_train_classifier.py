@@ -53,6 +53,11 @@ CASES = [
     case("--eps", "2", message="--eps: must lie in [0, 1]"),
     case("--eps=-8/255", message="--eps: must lie in [0, 1]"),
     case("--step", "0", message="--step: must lie in (0, 1]"),
+    case("--step", "-1", message="--step: must lie in (0, 1]"),  # a negative step made the inner PGD do nothing
+    case("--step", "inf", message=f"--step: {FINITE}"),
+    case("--eval-step", "0", message="--eval-step: must lie in (0, 1]"),
+    case("--eval-step=-2/255", message="--eval-step: must lie in (0, 1]"),
+    case("--attack-steps", "-2", message=f"--attack-steps: {AT_LEAST_ONE}"),
     case("--eval-eps", "1.5", message="--eval-eps: must lie in [0, 1]"),
     case("--eval-step", "nan", message=f"--eval-step: {FINITE}"),
     case("--fgsm-eps", "inf", message=f"--fgsm-eps: {FINITE}"),
@@ -101,8 +106,9 @@ CASES = [
     case("--data-dir", "{tmp}/absent", message="does not exist"),
     case("--dataset", "cifar10-shared", message="has no training split", dataset=None),
     case("--train-size", "5000", message="train_size 5000 exceeds the 2048 synthetic training images"),
-    case("--holdout-size", "600", message="holdout_size 600 exceeds the 512 synthetic test images"),
-    case("--holdout-source", "train", "--holdout-size", "2048", message="cannot hold out 2048 of 2048 images"),
+    case("--holdout-source", "test", "--holdout-size", "600", message="holdout_size 600 exceeds the 512"),
+    case("--holdout-size", "2048", message="holdout_size 2048 leaves no training images of the 2048 synthetic"),
+    case("--train-size", "300", "--holdout-size", "300", message="holdout_size 300 leaves no training"),
     case("--epochs", "1", "--max-batches", "2", "--schedule", "onecycle", message="onecycle needs at least 3 batches"),
     # contradictory run flags
     case("--resume", "--overwrite", message="--resume and --overwrite contradict each other"),

@@ -9,10 +9,18 @@ Inner maximisations use the core's attack machinery (``rlrobust.attacks``):
 - MART: CE-PGD from ``x + 0.001 * N(0, 1)`` (Wang et al. 2020).
 - ADV (the SAP paper): FGSM with lambda = 2 (2/255) on a frozen copy of the previous epoch's model, replacing a
   random 20 % of each batch.
+
+Under mixed precision the 0.001 start is finer than bfloat16 resolves (8 significant bits: a step of about 0.002
+near 0.5), so a bf16 forward sees ``x' == x`` and the first step ascends noise: measured under CPU bf16 autocast on
+the pretrained ResNet-20 (64 test images), its sign agreed with float32 on 69 % of pixels and the final KL was 14 %
+off (55 % and 7 % on the small net of the test). These starts therefore take their first step, and TRADES its
+natural logits, in float32 (autocast off); from then on ``x'`` is 2/255 or more from ``x`` and the remaining steps
+run in the ambient precision (agreement 100 %, KL within 1 %).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass
 
@@ -138,7 +146,22 @@ def _pgd_from_gaussian_start(
     noise = torch.randn(x.shape, generator=generator, device=generator.device).to(x.device, x.dtype)
     start = (x.detach() + 0.001 * noise).clamp(0.0, 1.0)
     with preserved_model(model):
-        return run_steps(problem, start, step=attack.step, steps=attack.steps)
+        with full_precision(x):  # the start is below bf16's resolution: see the module's docstring
+            first = run_steps(problem, start, step=attack.step, steps=1)
+        x_adv = run_steps(problem, first, step=attack.step, steps=attack.steps - 1) if attack.steps > 1 else first
+    problem.watch.check()
+    return x_adv
+
+
+def full_precision(x: torch.Tensor) -> contextlib.AbstractContextManager:
+    """Autocast switched off on ``x``'s device: the model runs in its own (float32) precision inside.
+
+    >>> x = torch.rand(2, 4)
+    >>> with torch.autocast("cpu", dtype=torch.bfloat16), full_precision(x):
+    ...     (x @ x.T).dtype
+    torch.float32
+    """
+    return torch.autocast(device_type=x.device.type, enabled=False)
 
 
 def _kl_to_natural(scores: torch.Tensor, natural_logits: torch.Tensor) -> torch.Tensor:
@@ -154,7 +177,7 @@ class Trades(TrainingMethod):
     uses_adversarial = True
 
     def perturb(self, model, x, y, generator):
-        with torch.no_grad():
+        with torch.no_grad(), full_precision(x):  # the KL target of the float32 first step
             natural_logits = model(x).float()
         return _pgd_from_gaussian_start(model, x, natural_logits, _kl_to_natural, self.attack, generator)
 

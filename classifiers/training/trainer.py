@@ -31,6 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from classifiers.data import DeviceBatches, dataset_spec, load_dataset
+from classifiers.data.dataset import ImageDataset
 from classifiers.data.registry import dataset_files
 from classifiers.models import CHECKPOINT_FORMAT, build_model
 from classifiers.training.checkpoint import BEST, LAST, load_training_checkpoint, save_atomic
@@ -40,6 +41,7 @@ from classifiers.training.holdout import evaluate_holdout
 from classifiers.training.methods import AttackSettings, make_method
 from classifiers.training.run_log import EpochLog
 from classifiers.training.schedules import check_schedule, make_scheduler
+from rlrobust.attacks._base import scores_unwatched
 from rlrobust.reporting import atomic_write_text
 from rlrobust.runs import (
     RUN_FILE,
@@ -150,22 +152,41 @@ def _check_data_dir(config: TrainConfig) -> None:
         raise NotADirectoryError(f"--data-dir {folder} is not a folder")
 
 
-def _train(config: TrainConfig, runtime: Runtime, *, resume: bool, progress: bool) -> dict:
-    out = Path(config.out_dir)
-    device = runtime.device
+def training_and_selection_data(config: TrainConfig) -> tuple[ImageDataset, ImageDataset]:
+    """The images trained on and the held-out images checked each epoch (which pick ``best_robust.pt``).
 
-    # --- data: whole splits as uint8 tensors, moved to the device once ------------------------------------------
+    ``holdout_source="train"`` (every preset's default) holds ``holdout_size`` random training images out of
+    training, so that model selection never sees the test split and a later evaluation on it stays unbiased, as
+    in the WEAT code; ``"test"`` (the first ``holdout_size`` test images) is kept only to reproduce older runs.
+
+    >>> from classifiers.training import make_config
+    >>> trained, selection = training_and_selection_data(make_config("pgd_at", dataset="synthetic"))
+    >>> len(trained), len(selection)  # 2,048 synthetic training images, 256 of them held out
+    (1792, 256)
+    """
     spec = dataset_spec(config.dataset)
     train_data = load_dataset(config.dataset, "train", config.data_dir)
     if config.train_size:
         _check_size("train_size", config.train_size, len(train_data), f"{config.dataset} training images")
         train_data = train_data.subset(slice(0, config.train_size))
     if config.holdout_source == "train":
-        train_data, holdout = train_data.split(config.holdout_size, seed=config.seed)
-    else:
-        holdout = load_dataset(config.dataset, spec.test_split, config.data_dir)
-        _check_size("holdout_size", config.holdout_size, len(holdout), f"{config.dataset} {spec.test_split} images")
-        holdout = holdout.subset(slice(0, config.holdout_size))
+        if config.holdout_size >= len(train_data):
+            raise ValueError(
+                f"holdout_size {config.holdout_size} leaves no training images of the {len(train_data)} "
+                f"{config.dataset} training images; lower --holdout-size or raise --train-size"
+            )
+        return train_data.split(config.holdout_size, seed=config.seed)
+    holdout = load_dataset(config.dataset, spec.test_split, config.data_dir)
+    _check_size("holdout_size", config.holdout_size, len(holdout), f"{config.dataset} {spec.test_split} images")
+    return train_data, holdout.subset(slice(0, config.holdout_size))
+
+
+def _train(config: TrainConfig, runtime: Runtime, *, resume: bool, progress: bool) -> dict:
+    out = Path(config.out_dir)
+    device = runtime.device
+
+    # --- data: whole splits as uint8 tensors, moved to the device once ------------------------------------------
+    train_data, holdout = training_and_selection_data(config)
     train_data, holdout = train_data.to(device), holdout.to(device)
     if config.batch_size % runtime.world_size:
         raise ValueError(f"batch_size {config.batch_size} must divide evenly over {runtime.world_size} processes")
@@ -263,7 +284,7 @@ def _train(config: TrainConfig, runtime: Runtime, *, resume: bool, progress: boo
                 x_adv = None
                 if method.uses_adversarial:  # inner maximisation with the model in eval mode
                     net.eval()
-                    with runtime.autocast():
+                    with runtime.autocast(), scores_unwatched():  # a non-finite model: caught below, as diverged
                         x_adv = method.perturb(fast, x, y, attack_generator)
                     net.train()
                 with runtime.autocast():

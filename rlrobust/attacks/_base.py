@@ -9,6 +9,7 @@ repeated rows in as few forward calls as :func:`rlrobust.stochastic.repeat_plan`
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -28,9 +29,71 @@ from rlrobust._checks import (
     check_scores,
 )
 from rlrobust.attacks.losses import LossFn, resolve_loss
-from rlrobust.stochastic import predict, repeat_plan, rows_independent
+from rlrobust.stochastic import mean_output, predict, repeat_plan, rows_independent
 
 Model = Callable[[torch.Tensor], torch.Tensor]
+
+NONFINITE_SCORES = (
+    "the model returned NaN or infinite scores{where}; an attack on them would report a meaningless result "
+    "(check the model's weights and that the input is on the scale it expects)"
+)
+
+
+_WATCHING: contextvars.ContextVar[bool] = contextvars.ContextVar("rlrobust_watch_scores", default=True)
+
+
+@contextlib.contextmanager
+def scores_unwatched() -> Iterator[None]:
+    """Attacks run inside skip their NaN / infinity check of the model's scores.
+
+    For a caller that checks them itself and must answer in its own terms: the training loop, whose inner
+    maximisations would otherwise turn a diverged model into an attack error instead of its own report of what was
+    kept (and add a host sync per batch).
+
+    >>> with scores_unwatched():
+    ...     ScoreWatch().see(torch.full((1, 2), float("nan")))  # not checked
+    """
+    token = _WATCHING.set(False)
+    try:
+        yield
+    finally:
+        _WATCHING.reset(token)
+
+
+class ScoreWatch:
+    """Watches every pass of an attack for NaN or infinite scores without a host sync per step.
+
+    The first pass (the clean or start point) is checked at once, so a broken model fails before any work; later
+    passes only fold their flag into one device tensor that :meth:`check` reads once, at the end of the call.
+
+    >>> watch = ScoreWatch()
+    >>> watch.see(torch.zeros(2, 3))  # the first pass: checked now
+    >>> watch.see(torch.full((2, 3), float("nan")))  # later passes: noted on the device
+    >>> watch.check()
+    Traceback (most recent call last):
+    ValueError: the model returned NaN or infinite scores during the attack; ...
+    """
+
+    def __init__(self) -> None:
+        self.first_checked = False
+        self.bad: torch.Tensor | None = None
+
+    def see(self, scores: torch.Tensor) -> None:
+        """Note whether ``scores`` hold a non-finite value (raising now if they are the call's first)."""
+        if not _WATCHING.get():
+            return
+        bad = ~torch.isfinite(scores.detach()).all()
+        if not self.first_checked:
+            self.first_checked = True
+            if bad:
+                raise ValueError(NONFINITE_SCORES.format(where=""))
+            return
+        self.bad = bad if self.bad is None else self.bad | bad
+
+    def check(self) -> None:
+        """Raise if any pass since the first returned a non-finite score (one host sync)."""
+        if self.bad is not None and bool(self.bad):
+            raise ValueError(NONFINITE_SCORES.format(where=" during the attack"))
 
 
 @dataclass
@@ -49,6 +112,7 @@ class AttackProblem:
     eot_samples: int
     eot_batch_size: int | None
     independent_rows: bool
+    watch: ScoreWatch = field(default_factory=ScoreWatch, repr=False)  # shared by copies made with replace()
     _y: torch.Tensor | None = field(default=None, init=False, repr=False)
     _labels_unchecked: bool = field(default=True, init=False, repr=False)
 
@@ -62,6 +126,10 @@ class AttackProblem:
                 self._y = self.given_y.to(self.x.device)
         return self._y
 
+    def clean_proba(self) -> torch.Tensor:
+        """Mean softmax of the clean batch over the EOT passes, its scores checked for NaN and infinity."""
+        return checked_proba(self.model, self.x, self.eot_samples, self.eot_batch_size, self.watch)
+
     def objective(self, x_adv: torch.Tensor, *, with_grad: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Mean objective per sample over ``eot_samples`` passes, and its mean input gradient."""
         rows = x_adv.shape[0]
@@ -74,6 +142,7 @@ class AttackProblem:
             with torch.set_grad_enabled(with_grad):
                 batch = leaf.repeat(copies, *([1] * (leaf.ndim - 1))) if copies > 1 else leaf
                 scores = check_scores(self.model(batch), copies * rows)
+                self.watch.see(scores)
                 if labels_from_this_pass:
                     self._y = y = scores.detach().argmax(dim=1)
                 if self.builtin_loss and self.given_y is not None and self._labels_unchecked:
@@ -96,6 +165,22 @@ class AttackProblem:
             total = total / self.eot_samples
             grad = grad / self.eot_samples if grad is not None else None
         return total, grad
+
+
+def checked_proba(model: Model, x: torch.Tensor, samples: int, max_rows: int | None, watch: ScoreWatch) -> torch.Tensor:
+    """Mean softmax over ``samples`` passes, each pass's raw scores shown to ``watch`` (a softmax would hide a
+    -inf score, and turn NaN into a prediction of class 0).
+
+    >>> model = torch.nn.Linear(3, 4)
+    >>> checked_proba(model, torch.rand(2, 3), 1, None, ScoreWatch()).shape
+    torch.Size([2, 4])
+    """
+
+    def softmax(scores: torch.Tensor) -> torch.Tensor:
+        watch.see(scores)
+        return scores.softmax(dim=1)
+
+    return mean_output(model, x, samples, transform=softmax, max_rows=max_rows)
 
 
 def prepare(

@@ -42,14 +42,15 @@ from rlrobust._checks import (
 from rlrobust.attacks._base import (
     AttackProblem,
     Model,
+    ScoreWatch,
     ascend,
+    checked_proba,
     prepare,
     preserved_model,
     project,
     random_start,
 )
 from rlrobust.attacks.losses import LossFn, targeted_dlr
-from rlrobust.stochastic import predict, predict_proba
 
 SuccessFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (predictions, labels) -> fooled? (N,) bool
 
@@ -105,7 +106,9 @@ def apgd(
     if problem.eps == 0:
         return problem.x.clone()
     with preserved_model(model):
-        return _run_restarts(problem, settings, _success_rule(problem, targeted))[0]
+        result = _run_restarts(problem, settings, _success_rule(problem, targeted))[0]
+    problem.watch.check()
+    return result
 
 
 def apgd_targeted(
@@ -135,7 +138,7 @@ def apgd_targeted(
     settings = _Settings.checked(steps, restarts, rho, momentum, True, generator)
     check_input(x, check_bounds(bounds))
     check_generator(generator, x.device)
-    clean_probs = predict_proba(model, x.detach(), eot_samples, max_rows=eot_batch_size)
+    clean_probs = checked_proba(model, x.detach(), eot_samples, eot_batch_size, ScoreWatch())
     classes = clean_probs.shape[1]
     y = check_labels(y, x.shape[0], classes).to(x.device)
     if classes < 4:
@@ -166,6 +169,7 @@ def apgd_targeted(
             return result
         with preserved_model(model):
             x_adv, fooled_now = _run_restarts(problem, settings, lambda pred, pair: pred != pair[:, 0])
+        problem.watch.check()
         keep = fooled_now | (t == 0)  # the first target's best point stands until a later target fools the model
         result[rows] = torch.where(_rows(keep, x_adv), x_adv, result[rows])
         fooled[rows] |= fooled_now
@@ -251,9 +255,10 @@ def _run_restarts(
     if success is None:
         best_fooled = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
     else:
-        best_fooled = success(
-            predict(problem.model, x, problem.eot_samples, max_rows=problem.eot_batch_size), problem.y
-        )
+        probs = problem.clean_proba()
+        if problem.y.ndim == 1:  # a label outside the classes would count as fooled from the start
+            check_labels(problem.y, x.shape[0], probs.shape[1])
+        best_fooled = success(probs.argmax(dim=1), problem.y)
     for restart in range(settings.restarts):
         rows = (~best_fooled).nonzero().squeeze(1)
         if rows.numel() == 0:

@@ -51,4 +51,6 @@ def iterative(
     if problem.eps == 0:
         return problem.x.clone()
     with preserved_model(model):
-        return run_steps(problem, problem.x, step=step, steps=steps)
+        x_adv = run_steps(problem, problem.x, step=step, steps=steps)
+    problem.watch.check()
+    return x_adv

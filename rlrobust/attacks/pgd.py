@@ -70,7 +70,8 @@ def pgd(
             start = _start(problem, random_start, generator)
             x_adv = run_steps(problem, start, step=step, steps=steps)
             if restarts == 1:
-                return x_adv
+                best = x_adv
+                break
             objective, _ = problem.objective(x_adv, with_grad=False)
             if best is None:
                 best, best_objective = x_adv, objective
@@ -78,6 +79,7 @@ def pgd(
             better = objective > best_objective
             best = torch.where(better.view(-1, *([1] * (x_adv.ndim - 1))), x_adv, best)
             best_objective = torch.maximum(objective, best_objective)
+    problem.watch.check()
     return best
 
 
