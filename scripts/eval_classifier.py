@@ -7,13 +7,17 @@ stochastic models (e.g. with SAP inserted) and transfer attacks from another mod
     python scripts/eval_classifier.py --model resnet20-12fca82f.th --attacks fgsm iterative \
         --eps 0 1 2 4 8 16 32 64 --sap 1.0 --samples 100 --eot 10       # the SAP paper's table, adaptively
     python scripts/eval_classifier.py --model sap_target.pt --transfer-from dense.pt --attacks pgd --eps 8
+    python scripts/eval_classifier.py --model resnet4b.pth --attacks autoattack --version standard --eps 2 8
+    python scripts/eval_classifier.py --model resnet20-12fca82f.th --sap 1.0 --samples 20 --attacks autoattack square \
+        --version rand --eps 8                                            # AutoAttack-rand and Square on SAP-100
 
 Budgets are L-inf on the ``--scale`` (255: the SAP paper's lambda in pixel units; 1: eps on [0, 1] images). The
 default data are the 1,017 lossless real CIFAR-10 test images of the shared data folder. Writes results.csv/.json/.md
-(the Markdown pivots robust accuracy by budget; every row names the model file and its sha256), accuracy_vs_budget.png
-and run.json under ``--out`` (default: a new runs/eval_classifier/<model>-<time>; a folder holding another run is
-refused unless --resume or --overwrite). Each attack at each budget is a cell kept as soon as it finishes: Ctrl-C or
-SIGTERM writes the partial tables and exits 130, and ``--resume --out DIR`` runs only the missing cells.
+(the Markdown pivots robust accuracy by budget; every CSV/JSON row names the model file and its sha256, the data set,
+split and image count, and the attack's settings), accuracy_vs_budget.png and run.json under ``--out`` (default: a
+new runs/eval_classifier/<model>-<time>; a folder holding another run is refused unless --resume or --overwrite).
+Each attack at each budget is a cell kept as soon as it finishes: Ctrl-C or SIGTERM writes the partial tables and
+exits 130, and ``--resume --out DIR`` runs only the missing cells.
 """
 
 from __future__ import annotations
@@ -28,11 +32,13 @@ from torch.utils.tensorboard import SummaryWriter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from classifiers.data import dataset_spec
 from classifiers.evaluation import ATTACK_NAMES, EvaluationSettings, build_attacks
 from classifiers.evaluation.cells import TensorCells
 from classifiers.evaluation.plots import plot_accuracy_vs_budget
 from classifiers.evaluation.robustness import CLEAN, run_cells, table_rows
 from classifiers.experiments import cli
+from rlrobust.attacks.autoattack import VERSIONS
 from rlrobust.cli import count, real
 from rlrobust.reporting import pivot, write_tables
 from rlrobust.runs import INTERRUPTED_STATUS
@@ -59,7 +65,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--restarts", type=count(1), default=1, help="PGD restarts")
     parser.add_argument("--apgd-steps", type=count(1), default=100)
     parser.add_argument("--apgd-restarts", type=count(1), default=1)
-    parser.add_argument("--apgd-targets", type=count(1), default=9, help="target classes of apgd-t")
+    parser.add_argument(
+        "--apgd-targets", type=count(1), default=9, help="target classes of apgd-t, fab-t and autoattack"
+    )
+    parser.add_argument("--fab-steps", type=count(1), default=100, help="steps of fab-t per target class")
+    parser.add_argument("--fab-restarts", type=count(1), default=1, help="restarts of fab-t")
+    parser.add_argument(
+        "--square-queries", type=count(1), default=5000, help="queries of square and of autoattack's Square"
+    )
+    parser.add_argument("--square-restarts", type=count(1), default=1, help="restarts of square")
+    parser.add_argument(
+        "--version", default="standard", choices=VERSIONS, help="AutoAttack version of --attacks autoattack"
+    )
+    parser.add_argument(
+        "--rand-eot", type=count(1), default=20, help="EOT passes of autoattack --version rand (AutoAttack: 20)"
+    )
     parser.add_argument(
         "--sap", type=real(0, 10, low_open=True), help="insert SAP with this fraction (1.0 = SAP-100) into the target"
     )
@@ -82,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     device = cli.setup(args)
     data = cli.load_data(args).to(device)
-    if "apgd-t" in args.attacks and args.apgd_targets > data.num_classes - 1:
+    targeted = {"apgd-t", "fab-t"} | ({"autoattack"} if args.version != "rand" else set())
+    if targeted & set(args.attacks) and args.apgd_targets > data.num_classes - 1:
         raise ValueError(f"--apgd-targets {args.apgd_targets} but {data.name} has only {data.num_classes - 1} wrong "
                          "classes to target")  # fmt: skip
     model = cli.load_model(args.model, data, device)
@@ -92,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         generators.append(torch.Generator(device=device).manual_seed(args.seed))
         model = insert_sap(copy.deepcopy(model), args.sap, sampling=args.sap_sampling, generator=generators[0])
     attacks = build_attacks(args.attacks, [e / args.scale for e in args.eps], evaluation_settings(args))
-    ids = cli.model_id(args.model)
+    split = args.split or dataset_spec(args.dataset).test_split
+    ids = {**cli.model_id(args.model), "dataset": args.dataset, "split": split}
     if args.transfer_from:
         ids.update({f"transfer_{k}": v for k, v in cli.model_id(args.transfer_from).items()})
     settings = cli.run_settings(args, **ids, data=data.name, image_count=len(data))
@@ -127,6 +149,12 @@ def evaluation_settings(args: argparse.Namespace) -> EvaluationSettings:
         apgd_restarts=args.apgd_restarts,
         apgd_targets=args.apgd_targets,
         eot=args.eot,
+        fab_steps=args.fab_steps,
+        fab_restarts=args.fab_restarts,
+        square_queries=args.square_queries,
+        square_restarts=args.square_restarts,
+        version=args.version,
+        rand_eot=args.rand_eot,
     )
 
 
@@ -143,6 +171,9 @@ def write_outputs(
         + f"; {len(data)} images of {data.name}; L-inf budgets in 0-255 units (eps_255). robust_accuracy = correct on "
         f"the clean image and the attacked one. PGD: {args.pgd_steps} steps of {args.pgd_step_frac:g} eps, random "
         f"start, {args.restarts} restart(s); APGD: {args.apgd_steps} steps, {args.apgd_restarts} restart(s); "
+        f"APGD-T and FAB-T: {args.apgd_targets} target classes; FAB-T: {args.fab_steps} steps, {args.fab_restarts} "
+        f"restart(s); Square: {args.square_queries} queries, {args.square_restarts} restart(s); AutoAttack version "
+        f"{args.version} (rand: EOT over {args.rand_eot} passes); "
         f"predictions: mean softmax of {args.samples} pass(es); gradients: EOT over {args.eot} pass(es); seed "
         f"{args.seed}."
         + (f" Attacks computed on {args.transfer_from} (transfer)." if args.transfer_from else "")

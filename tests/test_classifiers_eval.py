@@ -105,6 +105,34 @@ def test_reference_apgd_runs_on_the_same_images(setup):
     assert abs(ours - theirs) <= 3 / 48
 
 
+AA_FAST = EvaluationSettings(apgd_steps=3, apgd_targets=2, fab_steps=3, square_queries=30, rand_eot=2)
+
+
+def test_autoattack_square_and_fab_t_rows_and_their_settings(setup):
+    model, data = setup
+    names = ["apgd-ce", "autoattack", "square", "fab-t"]
+    rows = evaluate_robustness(model, data, build_attacks(names, [0.0, 4 / 255], AA_FAST), batch_size=24,
+                               progress=False)  # fmt: skip
+    by = {(r["attack"], r["eps_255"]): r for r in rows}
+    clean = by[("clean", 0.0)]["robust_accuracy"]
+    for name in names:
+        assert by[(name, 0.0)]["robust_accuracy"] == pytest.approx(clean)
+        assert by[(name, 4.0)]["robust_accuracy"] <= clean
+    worst = by[(WORST_CASE, 4.0)]
+    assert worst["robust_accuracy"] <= min(by[(n, 4.0)]["robust_accuracy"] for n in names)
+    assert worst["settings"] == "attacks=apgd-ce,autoattack,square,fab-t"
+    assert by[("autoattack", 4.0)]["robust_accuracy"] < clean - 0.2  # AutoAttack does bite on this model
+    assert by[("autoattack", 4.0)]["settings"] == (
+        "version=standard steps=3 queries=30 targets=2 attacks=apgd-ce,apgd-t,fab-t,square"
+    )
+    assert by[("square", 4.0)]["settings"] == "queries=30 restarts=1 p_init=0.8 samples=1"
+    assert by[("fab-t", 4.0)]["settings"] == "steps=3 restarts=1 targets=2"
+    rand = EvaluationSettings(apgd_steps=3, version="rand", rand_eot=2)
+    (_, row) = evaluate_robustness(model, data, build_attacks(["autoattack"], [4 / 255], rand), progress=False)
+    assert row["settings"] == "version=rand steps=3 eot=2 attacks=apgd-ce,apgd-dlr"
+    assert row["robust_accuracy"] < clean - 0.2
+
+
 def test_bad_attack_names_and_budgets():
     with pytest.raises(ValueError, match="unknown attacks"):
         build_attacks(["deepfool"], [0.1], FAST)
@@ -145,6 +173,33 @@ def test_command_line_writes_tables_and_plot(checkpoint_and_data, tmp_path, caps
     assert {r["attack"] for r in rows} == {"clean", "fgsm", "iterative", "pgd", WORST_CASE}
     assert {r["eps_255"] for r in rows if r["attack"] == "pgd"} == {0.0, 2.0, 8.0}
     assert "eps_255=8" in (out / "results.md").read_text()
+
+
+def test_command_line_autoattack_square_and_fab_t_record_every_setting(checkpoint_and_data, tmp_path):
+    path, root = checkpoint_and_data
+    out = tmp_path / "out"
+    eval_classifier.main([
+        "--model", str(path), "--dataset", "cifar10", "--data-dir", str(root), "--attacks", "autoattack", "square",
+        "fab-t", "--eps", "0", "8", "--apgd-steps", "2", "--apgd-targets", "2", "--fab-steps", "2", "--square-queries",
+        "10", "--square-restarts", "2", "--out", str(out), "--quiet", "--device", "cpu",
+    ])  # fmt: skip
+    rows = json.loads((out / "results.json").read_text())
+    assert {r["attack"] for r in rows} == {"clean", "autoattack", "square", "fab-t", WORST_CASE}
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    for row in rows:
+        assert (row["model_file"], row["model_sha256"], row["images"]) == (path.name, digest, 8)
+        assert (row["dataset"], row["split"]) == ("cifar10", "test")
+    settings = {r["attack"]: r["settings"] for r in rows if r["eps_255"] == 8}
+    assert settings["autoattack"] == "version=standard steps=2 queries=10 targets=2 attacks=apgd-ce,apgd-t,fab-t,square"
+    assert settings["square"] == "queries=10 restarts=2 p_init=0.8 samples=1"
+    assert settings[WORST_CASE] == "attacks=autoattack,square,fab-t"
+    header = (out / "results.csv").read_text().splitlines()[0].split(",")
+    assert {"model_file", "model_sha256", "dataset", "split", "images", "settings"} <= set(header)
+    worst = next(r for r in rows if r["attack"] == WORST_CASE and r["eps_255"] == 8)
+    assert worst["robust_accuracy"] <= min(r["robust_accuracy"] for r in rows if r["eps_255"] == 8)
+    record = json.loads((out / "run.json").read_text())["settings"]
+    assert (record["version"], record["square_queries"], record["square_restarts"]) == ("standard", 10, 2)
+    assert (record["fab_steps"], record["fab_restarts"], record["rand_eot"]) == (2, 1, 20)
 
 
 def test_command_line_rejects_a_class_count_mismatch(checkpoint_and_data, tmp_path):

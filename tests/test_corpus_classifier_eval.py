@@ -65,6 +65,18 @@ CASES = [
     ev("--seed", "-1", message="--seed: must be an integer in [0, "),
     ev("--threads", "0", message="--threads: must be an integer in [1, 4096]"),
     ev("--attacks", "apgd-t", "--apgd-targets", "10", message="only 9 wrong classes"),
+    # eval_classifier: AutoAttack, Square and FAB-T settings
+    ev("--attacks", "autoattack", "--version", "fast", message="--version: invalid choice: 'fast'"),
+    ev("--attacks", "squares", message="--attacks: invalid choice: 'squares'"),
+    ev("--attacks", "square", "--square-queries", "0", message="--square-queries: must be an integer >= 1"),
+    ev("--square-queries", "5e3", message="--square-queries: not an integer"),
+    ev("--square-queries", "nan", message="--square-queries: not an integer"),
+    ev("--square-restarts", "-1", message="--square-restarts: must be an integer >= 1"),
+    ev("--fab-steps", "0", message="--fab-steps: must be an integer >= 1"),
+    ev("--fab-restarts", "1.5", message="--fab-restarts: not an integer"),
+    ev("--rand-eot", "0", message="--rand-eot: must be an integer >= 1"),
+    ev("--attacks", "fab-t", "--apgd-targets", "10", message="only 9 wrong classes"),
+    ev("--attacks", "autoattack", "--apgd-targets", "12", message="only 9 wrong classes"),
     # eval_classifier: names
     ev("--attacks", "deepfool", message="--attacks: invalid choice: 'deepfool'"),
     ev(message="--dataset: invalid choice: 'imagenet'", data=("--dataset", "imagenet")),

@@ -1,4 +1,5 @@
-"""Robustness evaluation of classifiers: clean, FGSM / iterative / PGD / APGD over budgets, EOT and transfer."""
+"""Robustness evaluation of classifiers: clean, FGSM / iterative / PGD / APGD / FAB-T / Square / AutoAttack over
+budgets, EOT and transfer."""
 
 from classifiers.evaluation.attacks import ATTACK_NAMES, AttackSpec, EvaluationSettings, build_attacks
 from classifiers.evaluation.plots import plot_accuracy_vs_budget

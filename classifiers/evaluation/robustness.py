@@ -105,7 +105,7 @@ def table_rows(attacks: Sequence[AttackSpec], cells: TensorCells, n: int, *, tra
     if CLEAN not in cells:
         return []
     clean = cells.get(CLEAN)[0]["correct"]
-    rows, worst, complete = [_row(CLEAN, 0.0, clean, clean, n, 0.0, False)], {}, {}
+    rows, worst, complete = [_row(CLEAN, 0.0, clean, clean, n, 0.0, False, "")], {}, {}
     for spec in attacks:
         if spec.eps == 0:
             adv, seconds = clean, 0.0
@@ -117,9 +117,11 @@ def table_rows(attacks: Sequence[AttackSpec], cells: TensorCells, n: int, *, tra
             continue
         complete.setdefault(spec.eps, True)
         worst[spec.eps] = worst.get(spec.eps, clean) & adv
-        rows.append(_row(spec.name, spec.eps, adv, clean & adv, n, seconds, transfer))
-    if len({spec.name for spec in attacks}) > 1:
-        rows += [_row(WORST_CASE, eps, r, r, n, 0.0, transfer) for eps, r in worst.items() if complete[eps]]
+        rows.append(_row(spec.name, spec.eps, adv, clean & adv, n, seconds, transfer, spec.settings))
+    names = list(dict.fromkeys(spec.name for spec in attacks))
+    if len(names) > 1:
+        every = "attacks=" + ",".join(names)
+        rows += [_row(WORST_CASE, eps, r, r, n, 0.0, transfer, every) for eps, r in worst.items() if complete[eps]]
     return rows
 
 
@@ -138,7 +140,9 @@ def _reseed(generators: Sequence[torch.Generator], seed: int) -> None:
         generator.manual_seed(seed)
 
 
-def _row(name: str, eps: float, correct: torch.Tensor, robust: torch.Tensor, n: int, seconds: float, transfer: bool):
+def _row(
+    name: str, eps: float, correct: torch.Tensor, robust: torch.Tensor, n: int, seconds: float, transfer: bool, settings
+) -> dict[str, object]:
     return {
         "attack": name + (" (transfer)" if transfer and name not in (CLEAN, WORST_CASE) else ""),
         "eps": eps,
@@ -147,6 +151,7 @@ def _row(name: str, eps: float, correct: torch.Tensor, robust: torch.Tensor, n: 
         "robust_accuracy": robust.float().mean().item(),
         "images": n,
         "attack_seconds": round(seconds, 3),
+        "settings": settings,
     }
 
 

@@ -12,14 +12,18 @@ from collections.abc import Callable
 import torch
 
 from rlrobust.attacks.apgd import apgd, apgd_targeted
+from rlrobust.attacks.autoattack import autoattack
+from rlrobust.attacks.fab import fab
 from rlrobust.attacks.fgsm import fgsm
 from rlrobust.attacks.iterative import iterative
 from rlrobust.attacks.losses import LOSSES, LossFn, cross_entropy, dlr, margin, targeted_dlr
 from rlrobust.attacks.pgd import pgd
+from rlrobust.attacks.square import square
 
 Attack = Callable[..., torch.Tensor]
 
-#: The attacks by name, for command lines and wrappers that pick one from a string.
+#: The attacks by name, for command lines and wrappers that pick one from a string; all take the wrappers'
+#: ``loss``, ``targeted`` and ``eot_samples`` arguments (``apgd_targeted``, ``fab`` and ``square`` do not).
 ATTACKS: dict[str, Attack] = {
     "fgsm": fgsm,
     "iterative": iterative,
@@ -43,12 +47,15 @@ __all__ = [
     "LossFn",
     "apgd",
     "apgd_targeted",
+    "autoattack",
     "cross_entropy",
     "dlr",
+    "fab",
     "fgsm",
     "get_attack",
     "iterative",
     "margin",
     "pgd",
+    "square",
     "targeted_dlr",
 ]
