@@ -1,6 +1,7 @@
 """The SAP paper's image experiments: accuracy against the FGSM budget lambda for the dense model, SAP-k, the other
 post-hoc stochastic defences, ADV and ADV+SAP, under the paper's attacks (Monte-Carlo FGSM, transfer from the dense
-model, the iterative attack) and an adaptive one (EOT-PGD), with calibration. ($SHARED: ../shared/data)
+model, the iterative attack) and adaptive ones (EOT-PGD; on SAP also Square and AutoAttack-rand), with calibration.
+($SHARED: ../shared/data)
 
     python scripts/sap_experiments.py --model $SHARED/cifar10_models/akamaster_pytorch_resnet_cifar10/resnet20-*.th
     python scripts/sap_experiments.py --model dense.pt --adv-model adv.pt --samples 100 --mc-samples 1 10 100 1000
@@ -31,7 +32,14 @@ from classifiers.experiments.calibration_report import reliability_rows, result_
 from classifiers.experiments.figures import write_scalars
 from classifiers.experiments.paper import comparison_rows
 from classifiers.experiments.sap_figures import plot_accuracy, plot_reliability
-from classifiers.experiments.sap_grid import PAPER_LAMBDAS, GridSettings, attack_cases, grid_result, run_grid
+from classifiers.experiments.sap_grid import (
+    ADAPTIVE_ATTACKS,
+    PAPER_LAMBDAS,
+    GridSettings,
+    attack_cases,
+    grid_result,
+    run_grid,
+)
 from classifiers.experiments.variants import build_variant, parse_variant
 from rlrobust.cli import count, real
 from rlrobust.reporting import pivot, write_tables
@@ -59,6 +67,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--adaptive-lambdas", type=budget, nargs="*", default=[2, 8], help="EOT-PGD budgets, 0-255")
     parser.add_argument("--adaptive-steps", type=count(1), default=10)
     parser.add_argument("--adaptive-eot", type=count(1), default=10, help="passes per EOT-PGD gradient")
+    parser.add_argument(
+        "--adaptive-attacks", nargs="+", choices=ADAPTIVE_ATTACKS, default=list(ADAPTIVE_ATTACKS),
+        help="adaptive attacks (square and autoattack-rand: on the SAP variants)",
+    )  # fmt: skip
+    parser.add_argument("--square-queries", type=count(1), default=5000, help="Square's queries (AutoAttack: 5000)")
+    parser.add_argument("--rand-steps", type=count(1), default=100, help="AutoAttack-rand's APGD steps (100)")
+    parser.add_argument("--rand-eot", type=count(1), default=20, help="AutoAttack-rand's passes per gradient (20)")
     parser.add_argument("--sap-sampling", default="exact", choices=["exact", "independent"])
     parser.add_argument("--bins", type=count(1, 1000), default=10, help="confidence bins of the calibration")
     parser.add_argument("--batch-size", type=count(1), default=100)
@@ -116,6 +131,10 @@ def grid_settings(args: argparse.Namespace) -> GridSettings:
         adaptive_lambdas=tuple(args.adaptive_lambdas),
         adaptive_steps=args.adaptive_steps,
         adaptive_eot=args.adaptive_eot,
+        adaptive_attacks=tuple(args.adaptive_attacks),
+        square_queries=args.square_queries,
+        rand_steps=args.rand_steps,
+        rand_eot=args.rand_eot,
         batch_size=args.batch_size,
         sap_sampling=args.sap_sampling,
     )
@@ -144,7 +163,10 @@ def write_outputs(
         + f"; {len(data)} images of {data.name}; lambda on the 0-255 scale. Stochastic models: mean softmax of "
         f"{args.samples} passes; SAP sampling {args.sap_sampling}. Iterative: step {args.iterative_step:g}, "
         f"{args.iterative_mc} passes per gradient on SAP. EOT-PGD: {args.adaptive_steps} steps of 0.25 lambda, random "
-        f"start, {args.adaptive_eot} passes per gradient. ECE with {args.bins} equal-width bins. Seed {args.seed}; "
+        f"start, {args.adaptive_eot} passes per gradient. On SAP also Square ({args.square_queries} queries, each "
+        f"the mean of {args.adaptive_eot} passes) and AutoAttack-rand (APGD-CE, APGD-DLR: {args.rand_steps} steps, "
+        f"EOT over {args.rand_eot} passes), as --adaptive-attacks asks. ECE with {args.bins} equal-width bins. "
+        f"Seed {args.seed}; "
         f"{seconds:.0f} s on {args.device}."
         + "".join(f" Note: {n}." for n in data.notes)
         + (f" PARTIAL: interrupted after {partial}; resume with --resume --out {out}." if partial else "")

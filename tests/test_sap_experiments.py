@@ -41,12 +41,34 @@ def test_each_variant_gets_the_papers_attacks_and_an_adaptive_one():
     sap = {c.attack: c for c in attack_cases(parse_variant("SAP:1.0"), settings)}
     assert set(sap) == {
         "FGSM MC n=10", "FGSM MC n=100", "FGSM transfer from dense", "iterative MC n=10",
-        "iterative transfer from dense", "EOT-PGD-10 n=10 (adaptive)",
+        "iterative transfer from dense", "EOT-PGD-10 n=10 (adaptive)", "Square-5000 n=10 (adaptive)",
+        "AutoAttack-rand n=20 (adaptive)",
     }  # fmt: skip
     assert sap["FGSM MC n=10"].paper_attack and not sap["FGSM MC n=100"].paper_attack
     assert sap["FGSM transfer from dense"].source == "dense"
     dro = {c.attack for c in attack_cases(parse_variant("DRO:0.1"), settings)}
     assert "iterative MC n=10" not in dro and "EOT-PGD-10 n=10 (adaptive)" in dro
+    assert not any(a.startswith(("Square", "AutoAttack")) for a in dro)  # those two: against SAP only
+    only_pgd = GridSettings(adaptive_attacks=("eot-pgd",))
+    assert not any("Square" in c.attack for c in attack_cases(parse_variant("SAP:1.0"), only_pgd))
+    with pytest.raises(ValueError, match="adaptive_attacks"):
+        GridSettings(adaptive_attacks=("cw",))
+
+
+def test_square_and_autoattack_rand_break_sap_within_budget():
+    dense = fx.TinyNet().eval()
+    data = fx.labelled_by(dense)
+    settings = GridSettings(
+        lambdas=(0,), samples=2, mc_samples=(2,), iterative_lambdas=(0,), adaptive_lambdas=(64,), adaptive_steps=2,
+        adaptive_eot=2, adaptive_attacks=("square", "autoattack-rand"), square_queries=30, rand_steps=5, rand_eot=2,
+        batch_size=16,
+    )  # fmt: skip
+    result = run_grid({"dense": dense}, [parse_variant("SAP:1.0")], data, settings, progress=False)
+    labels = result.labels
+    accuracy = {k[1]: (p.argmax(1) == labels).float().mean().item() for k, p in result.probs.items() if k[2] == 64}
+    assert set(accuracy) == {"Square-30 n=2 (adaptive)", "AutoAttack-rand n=2 (adaptive)"}
+    clean = next((p.argmax(1) == labels).float().mean().item() for k, p in result.probs.items() if k[2] == 0)
+    assert all(acc < clean for acc in accuracy.values()), (clean, accuracy)  # the budget check ran inside run_grid
 
 
 def test_grid_accuracy_and_calibration_come_from_the_same_predictions():
@@ -54,7 +76,8 @@ def test_grid_accuracy_and_calibration_come_from_the_same_predictions():
     data = fx.labelled_by(dense)
     settings = GridSettings(
         lambdas=(0, 2, 16), samples=4, mc_samples=(2,), iterative_lambdas=(0, 2), iterative_mc=2,
-        adaptive_lambdas=(16,), adaptive_steps=3, adaptive_eot=2, batch_size=10,
+        adaptive_lambdas=(16,), adaptive_steps=3, adaptive_eot=2, square_queries=10, rand_steps=2, rand_eot=2,
+        batch_size=10,
     )  # fmt: skip
     variants = [parse_variant(t) for t in ("dense", "SAP:1.0", "DWP:0.5", "adv", "adv+SAP:1.0")]
     result = run_grid({"dense": dense, "adv": fx.TinyNet(seed=1).eval()}, variants, data, settings, progress=False)
@@ -128,7 +151,8 @@ def test_command_line_end_to_end(tmp_path):
         "sap_experiments.py", "--model", model, "--models", "dense", "SAP:1.0", "--dataset", "synthetic",
         "--images", "4", "--samples", "2", "--mc-samples", "2", "--lambdas", "0", "2",
         "--iterative-lambdas", "0", "1", "--iterative-mc", "2", "--adaptive-lambdas", "8", "--adaptive-steps", "1",
-        "--adaptive-eot", "2", "--bins", "4", "--threads", "1", "--out", out, cwd=tmp_path,
+        "--adaptive-eot", "2", "--square-queries", "20", "--rand-steps", "2", "--rand-eot", "2", "--bins", "4",
+        "--threads", "1", "--out", out, cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     for stem in ("results", "calibration", "reliability_bins", "paper_comparison"):
@@ -140,6 +164,8 @@ def test_command_line_end_to_end(tmp_path):
     rows = json.loads((out / "results.json").read_text())
     assert {r["model"] for r in rows} == {"dense", "SAP-100"}
     assert {r["lambda"] for r in rows if r["attack"] == "EOT-PGD-1 n=2 (adaptive)"} == {8.0}
+    adaptive_on_sap = {r["attack"] for r in rows if r["model"] == "SAP-100" and "adaptive" in r["attack"]}
+    assert adaptive_on_sap == {"EOT-PGD-1 n=2 (adaptive)", "Square-20 n=2 (adaptive)", "AutoAttack-rand n=2 (adaptive)"}
     comparison = json.loads((out / "paper_comparison.json").read_text())
     assert {("dense", "FGSM", 0.0, 89.8), ("SAP-100", "iterative transfer from dense", 1.0, 75.2)} <= {
         (r["model"], r["attack"], r["lambda"], r["paper_%"]) for r in comparison
@@ -172,8 +198,8 @@ def test_an_interrupted_grid_keeps_its_cells_and_resumes_to_the_same_table(tmp_p
     argv = [
         "--model", str(model), "--models", "dense", "SAP:1.0", "--dataset", "synthetic", "--images", "2",
         "--samples", "2", "--mc-samples", "2", "--lambdas", "0", "2", "--iterative-lambdas", "0",
-        "--adaptive-lambdas", "8", "--adaptive-steps", "1", "--adaptive-eot", "2", "--bins", "4", "--quiet",
-        "--device", "cpu",
+        "--adaptive-lambdas", "8", "--adaptive-steps", "1", "--adaptive-eot", "2", "--adaptive-attacks", "eot-pgd",
+        "--bins", "4", "--quiet", "--device", "cpu",
     ]  # fmt: skip
     assert script.main([*argv, "--out", str(tmp_path / "whole")]) == 0
     real_pgd = grid.pgd

@@ -9,7 +9,11 @@ Budgets are lambda on the 0-255 scale (eps = lambda / 255 on [0, 1] images). Per
 - ``iterative`` (step ``k``, ``ceil(lambda/k)`` steps, ``iterative_mc`` passes per gradient) for dense and the SAP
   variants, and ``iterative transfer`` from dense for the SAP variants (the paper's Fig. 1(c));
 - ``EOT-PGD`` (adaptive): PGD with a random start whose every gradient averages ``adaptive_eot`` passes, against each
-  stochastic variant; plain PGD for the deterministic ones.
+  stochastic variant; plain PGD for the deterministic ones;
+- against the SAP variants also ``Square`` (adaptive, black-box: Andriushchenko et al. 2020; each query's scores the
+  mean of ``adaptive_eot`` passes, so gradient masking cannot hide robustness it lacks) and ``AutoAttack-rand``
+  (Croce & Hein 2020's version for randomised defences: APGD-CE and APGD-DLR with EOT over ``rand_eot`` passes),
+  as ``adaptive_attacks`` asks.
 
 Stochastic variants predict by the mean softmax of ``samples`` passes. Each (variant, attack, lambda) keeps the
 predicted probabilities, so accuracy and calibration come from the same predictions. Each is a cell, kept as soon as it
@@ -29,12 +33,13 @@ from tqdm import tqdm
 from classifiers.data.dataset import ImageDataset
 from classifiers.evaluation.cells import TensorCells, cell_seed
 from classifiers.experiments.variants import Variant, build_variant
-from rlrobust.attacks import fgsm, iterative, pgd
+from rlrobust.attacks import autoattack, fgsm, iterative, pgd, square
 from rlrobust.stochastic import predict_proba
 
 AttackFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, float, torch.Generator], torch.Tensor]
 PAPER_LAMBDAS = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
 CLEAN = "clean"
+ADAPTIVE_ATTACKS = ("eot-pgd", "square", "autoattack-rand")  # the last two against the SAP variants
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,10 @@ class GridSettings:
     adaptive_steps: int = 10
     adaptive_eot: int = 10
     adaptive_step_frac: float = 0.25
+    adaptive_attacks: tuple[str, ...] = ADAPTIVE_ATTACKS
+    square_queries: int = 5000  # AutoAttack's Square budget
+    rand_steps: int = 100  # AutoAttack-rand: APGD iterations
+    rand_eot: int = 20  # AutoAttack-rand: passes per gradient
     batch_size: int = 100
     sap_sampling: str = "exact"
 
@@ -59,8 +68,15 @@ class GridSettings:
             if any(not 0 <= lam <= 255 for lam in getattr(self, name)):
                 raise ValueError(f"{name} must lie in [0, 255] (pixel units), got {getattr(self, name)}")
         counts = (self.samples, self.iterative_mc, self.adaptive_steps, self.adaptive_eot, self.batch_size)
+        counts += (self.square_queries, self.rand_steps, self.rand_eot)
         if min(counts) < 1 or not self.mc_samples or min(self.mc_samples) < 1:
-            raise ValueError("samples, mc_samples, iterative_mc, adaptive_steps/eot and batch_size must be >= 1")
+            raise ValueError(
+                "samples, mc_samples, iterative_mc, adaptive_steps/eot, square_queries, rand_steps/eot and batch_size "
+                "must be >= 1"
+            )
+        unknown = sorted(set(self.adaptive_attacks) - set(ADAPTIVE_ATTACKS))
+        if unknown or not self.adaptive_attacks:
+            raise ValueError(f"adaptive_attacks must be some of {ADAPTIVE_ATTACKS}, got {self.adaptive_attacks}")
         if not 0 < self.iterative_step <= 255 or not 0 < self.adaptive_step_frac <= 1:  # False for NaN too
             raise ValueError("iterative_step must lie in (0, 255] and adaptive_step_frac in (0, 1]")
 
@@ -106,8 +122,15 @@ def attack_cases(variant: Variant, settings: GridSettings) -> list[Case]:
             transfer = _iterative(s.iterative_step, 1)
             cases.append(Case(name, "iterative transfer from dense", s.iterative_lambdas, transfer, "dense"))
     eot = s.adaptive_eot if variant.stochastic else 1
-    label = f"EOT-PGD-{s.adaptive_steps} n={eot} (adaptive)" if variant.stochastic else f"PGD-{s.adaptive_steps}"
-    cases.append(Case(name, label, s.adaptive_lambdas, _pgd(s.adaptive_steps, s.adaptive_step_frac, eot), "self"))
+    if "eot-pgd" in s.adaptive_attacks:
+        label = f"EOT-PGD-{s.adaptive_steps} n={eot} (adaptive)" if variant.stochastic else f"PGD-{s.adaptive_steps}"
+        cases.append(Case(name, label, s.adaptive_lambdas, _pgd(s.adaptive_steps, s.adaptive_step_frac, eot), "self"))
+    if variant.is_sap and "square" in s.adaptive_attacks:
+        label = f"Square-{s.square_queries} n={eot} (adaptive)"
+        cases.append(Case(name, label, s.adaptive_lambdas, _square(s.square_queries, eot), "self"))
+    if variant.is_sap and "autoattack-rand" in s.adaptive_attacks:
+        label = f"AutoAttack-rand n={s.rand_eot} (adaptive)"
+        cases.append(Case(name, label, s.adaptive_lambdas, _autoattack_rand(s.rand_steps, s.rand_eot), "self"))
     return cases
 
 
@@ -187,6 +210,17 @@ def _iterative(step: float, n: int) -> AttackFn:
 
 def _pgd(steps: int, frac: float, n: int) -> AttackFn:
     return lambda m, x, y, eps, g: pgd(m, x, y, eps=eps, step=frac * eps, steps=steps, eot_samples=n, generator=g)
+
+
+def _square(queries: int, n: int) -> AttackFn:
+    return lambda m, x, y, eps, g: square(m, x, y, eps=eps, queries=queries, samples=n, generator=g)
+
+
+def _autoattack_rand(steps: int, n: int) -> AttackFn:
+    def attack(m: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, g: torch.Generator) -> torch.Tensor:
+        return autoattack(m, x, y, eps=eps, version="rand", steps=steps, eot_samples=n, checks=False, generator=g)[0]
+
+    return attack
 
 
 def _check_budget(x_adv: torch.Tensor, x: torch.Tensor, lam: float, key: tuple) -> None:
