@@ -4,8 +4,13 @@ Attacks: FGSM, PGD-10 and EOT-PGD (n = 10 stochastic passes per step, on the mod
 against torchattacks. SAP: the forward time of SAP-100 (exact and independent sampling) against the dense
 forward. Models: the SAP paper's ResNet-20 (32x32 images in [0, 1]) and the Nature DQN (4x84x84 frames on the
 0-255 scale; torchattacks only knows [0, 1], so it attacks the same network behind a x255 input layer).
+AutoAttack-standard (APGD-CE, APGD-T, FAB-T, Square; Croce & Hein 2020): ours against torchattacks' ``AutoAttack``
+on the shared adversarially trained CIFAR-10 CNN-A-Adv and the first lossless test images (a random ResNet-20 on
+random images without the shared data), seconds and robust accuracy of each, since AutoAttack's time depends on how
+many inputs survive each stage. Both run at the published 100 steps and at torchattacks' default of 10.
 
     python benchmarks/bench_core.py                  # small batches on a CPU, large ones on a GPU
+    python benchmarks/bench_core.py --sections autoattack --threads 1 --autoattack-eps 2/255 8/255
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -25,9 +31,13 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents import NatureQNetwork
-from classifiers.models import resnet20
+from classifiers.data import load_dataset, to_float
+from classifiers.data.shared import shared_data_dir
+from classifiers.models import load_classifier, resnet20
 from rlrobust import cli
 from rlrobust.attacks import fgsm, pgd
+from rlrobust.attacks.autoattack import autoattack_stages, run_stages
+from rlrobust.files import sha256_of
 from rlrobust.reporting import markdown_table
 from rlrobust.sap import insert_sap
 
@@ -161,6 +171,140 @@ def sap_rows(name, net, x, device, timing):
     return rows
 
 
+#: AutoAttack's published iteration count for APGD, APGD-T and FAB (Croce & Hein 2020), and torchattacks 3.5.1's
+#: default for the same attacks inside its ``AutoAttack`` (it does not raise them to the published 100).
+PUBLISHED_STEPS, TORCHATTACKS_STEPS = 100, 10
+SECTIONS = ("attacks", "sap", "autoattack")
+AUTOATTACK_MODEL = "cifar10_robust_models/alpha-beta-CROWN/cifar_cnn_a_adv.model"
+
+
+@dataclass(frozen=True)
+class AutoAttackInputs:
+    """The model and labelled images both AutoAttacks attack, and what they are (for the table)."""
+
+    model: nn.Module
+    x: torch.Tensor
+    y: torch.Tensor
+    name: str
+    data: str
+    sha256: str | None = None
+
+
+def autoattack_inputs(model_path: Path | None, images: int, device: str) -> AutoAttackInputs:
+    """The shared robust CIFAR-10 model on the first ``images`` lossless test images, or, where the shared data is
+    absent and no model was named, a random ResNet-20 on random images labelled with its own predictions.
+
+    The images are made contiguous (NCHW): torchattacks' FAB calls ``view`` on the input gradient, which fails on
+    the channels-last layout our loader keeps.
+    """
+    path = model_path or shared_data_dir() / AUTOATTACK_MODEL
+    try:
+        model = load_classifier(path).to(device).eval()
+        data = load_dataset("cifar10-shared", "test")
+    except FileNotFoundError:
+        if model_path is not None:
+            raise
+        net = resnet20().to(device).eval()
+        x = torch.rand(images, 3, 32, 32, device=device)
+        with torch.no_grad():
+            y = net(x).argmax(1)
+        return AutoAttackInputs(net, x, y, "ResNet-20 (random weights)", "random images")
+    n = min(images, len(data))
+    x = to_float(data.images[:n]).contiguous().to(device)
+    data_name = "cifar10-shared test (lossless)"
+    return AutoAttackInputs(model, x, data.labels[:n].to(device), path.name, data_name, sha256_of(path))
+
+
+def correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Which rows ``model`` classifies correctly (the same measure for both sides)."""
+    with torch.no_grad():
+        return model(x).argmax(1) == y
+
+
+def checked_robust_accuracy(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor, eps: float):
+    """Robust accuracy of ``x_adv``, refusing a batch that left the L-inf ball or [0, 1] (its accuracy is void)."""
+    if (x_adv - x).abs().max() > eps + 1e-6 or x_adv.min() < 0 or x_adv.max() > 1:
+        raise ValueError(f"an attack left the eps={eps:.5f} L-inf ball or [0, 1]")
+    return correct(model, x_adv, y).float().mean().item()
+
+
+def peer_autoattack(model: nn.Module, eps: float, steps: int, skip_fab: bool):
+    """torchattacks' ``AutoAttack`` standard (Linf, seed 0), its APGD, APGD-T and FAB-T run for ``steps``
+    iterations; without FAB-T where ``skip_fab`` (its APGD-CE, APGD-T and Square sequence)."""
+    peer = torchattacks.AutoAttack(model, norm="Linf", eps=eps, version="standard", n_classes=10, seed=0)
+    stages = peer._autoattack.attacks
+    for stage in stages:
+        if hasattr(stage, "steps"):
+            stage.steps = steps
+    if skip_fab:
+        stages[:] = [s for s in stages if type(s).__name__ != "FAB"]
+    return peer
+
+
+def timed(fn: Callable[[], torch.Tensor], device: str) -> tuple[torch.Tensor, float]:
+    """``fn()`` and its wall time in seconds (once: AutoAttack runs for seconds, not milliseconds)."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    out = fn()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return out, time.perf_counter() - start
+
+
+def autoattack_pair(inputs: AutoAttackInputs, eps: float, steps: int, device: str) -> dict:
+    """One row: our AutoAttack-standard against torchattacks' at the same budget and steps, in the same run.
+
+    If torchattacks raises (its FAB fails on some models with torch 2.13), both sides drop FAB-T and the note says
+    why; without torchattacks our side alone is reported.
+    """
+    model, x, y = inputs.model, inputs.x, inputs.y
+    stages = autoattack_stages("standard", steps=steps)
+    row = {
+        "model": inputs.name,
+        "images": x.shape[0],
+        "eps": f"{round(eps * 255, 2):g}/255",
+        "steps": steps,
+        "clean": round(correct(model, x, y).float().mean().item(), 4),
+    }
+    note = ""
+    theirs = None
+    if torchattacks is not None:
+        try:
+            theirs = timed(lambda: peer_autoattack(model, eps, steps, skip_fab=False)(x, y), device)
+        except Exception as err:  # any failure of the peer is reported, not fatal
+            note = f"torchattacks raised {type(err).__name__}: {str(err).splitlines()[0][:80]}; both without FAB-T"
+            stages = [s for s in stages if s.name != "fab-t"]
+            try:
+                theirs = timed(lambda: peer_autoattack(model, eps, steps, skip_fab=True)(x, y), device)
+            except Exception as again:  # then our side alone, and why
+                note = f"torchattacks raised {type(again).__name__} even without FAB-T: pair skipped"
+                return row | {"note": note}
+    g = torch.Generator(device=device).manual_seed(0)
+    (x_ours, log), ours_s = timed(
+        lambda: run_stages(model, x, y, stages, eps=eps, norm="linf", bounds=(0.0, 1.0), generator=g), device
+    )
+    ours_acc = checked_robust_accuracy(model, x, x_ours, y, eps)
+    row |= {"attacks": "+".join(s.name for s in stages), "ours_s": round(ours_s, 1), "ours_robust": round(ours_acc, 4)}
+    row["ours_after_each"] = " ".join(f"{e['robust_accuracy']:.3f}" for e in log[1:])
+    if theirs is not None:
+        peer_acc = checked_robust_accuracy(model, x, theirs[0], y, eps)
+        row |= {"peer": "torchattacks", "peer_s": round(theirs[1], 1), "peer_robust": round(peer_acc, 4)}
+        row |= {"diff_points": round(100 * (ours_acc - peer_acc), 1), "ours/peer": round(ours_s / theirs[1], 2)}
+    row["note"] = note or ("" if torchattacks else "torchattacks absent")
+    return row
+
+
+def autoattack_rows(inputs: AutoAttackInputs, epsilons: list[float], steps: list[int], device: str) -> list[dict]:
+    """A row per budget and step count; print each as it finishes (a run takes minutes on a CPU)."""
+    rows = []
+    for eps in epsilons:
+        for n in steps:
+            rows.append(autoattack_pair(inputs, eps, n, device))
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", type=cli.device, default="cuda" if torch.cuda.is_available() else "cpu")
@@ -171,13 +315,36 @@ def main() -> None:
     parser.add_argument(
         "--eot-batch", type=cli.count(), default=None, help="rows per forward for EOT (default: core's)"
     )
+    parser.add_argument(
+        "--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="which tables to run (default: all)"
+    )
+    parser.add_argument(
+        "--autoattack-images", type=cli.count(), help="AutoAttack test images (default: 1,000 on a GPU, 64 on a CPU)"
+    )
+    parser.add_argument(
+        "--autoattack-eps", type=cli.real(0, 1, low_open=True), nargs="+", default=[8 / 255], help="L-inf budgets"
+    )
+    parser.add_argument(
+        "--autoattack-steps",
+        type=cli.count(),
+        nargs="+",
+        default=[PUBLISHED_STEPS, TORCHATTACKS_STEPS],
+        help="APGD/APGD-T/FAB iterations, the same on both sides (default: 100, AutoAttack's, and 10, torchattacks')",
+    )
+    parser.add_argument("--autoattack-model", type=Path, help=f"model file (default: shared {AUTOATTACK_MODEL})")
+    parser.add_argument("--threads", type=cli.count(), help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
+    if args.autoattack_model is not None and not args.autoattack_model.is_file():
+        parser.error(f"--autoattack-model: no such file: {args.autoattack_model}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device = args.device
     on_gpu = device.startswith("cuda")
     args.resnet_batch = args.resnet_batch or (512 if on_gpu else 16)
     args.dqn_batch = args.dqn_batch or (256 if on_gpu else 16)
+    args.autoattack_images = args.autoattack_images or (1000 if on_gpu else 64)
     resnet = resnet20().to(device).eval()
     dqn = NatureQNetwork(18).to(device).eval()
     images = torch.rand(args.resnet_batch, 3, 32, 32, device=device)
@@ -185,19 +352,35 @@ def main() -> None:
 
     rows = []
     timing = (args.min_repeats, args.seconds)
-    rows += attack_rows("ResNet-20", resnet, images, 1.0, device, timing, args.eot_batch)
-    rows += attack_rows("Nature DQN", dqn, frames, 255.0, device, timing, args.eot_batch)
-    rows += sap_rows("ResNet-20", resnet, images, device, timing)
-    rows += sap_rows("Nature DQN", dqn, frames * 255, device, timing)
+    if "attacks" in args.sections:
+        rows += attack_rows("ResNet-20", resnet, images, 1.0, device, timing, args.eot_batch)
+        rows += attack_rows("Nature DQN", dqn, frames, 255.0, device, timing, args.eot_batch)
+    if "sap" in args.sections:
+        rows += sap_rows("ResNet-20", resnet, images, device, timing)
+        rows += sap_rows("Nature DQN", dqn, frames * 255, device, timing)
+    aa_rows, aa_source = [], {}
+    if "autoattack" in args.sections:
+        inputs = autoattack_inputs(args.autoattack_model, args.autoattack_images, device)
+        aa_source = {"model": inputs.name, "model_sha256": inputs.sha256, "data": inputs.data}
+        aa_rows = autoattack_rows(inputs, args.autoattack_eps, args.autoattack_steps, device)
 
     label = torch.cuda.get_device_name() if device.startswith("cuda") else f"CPU, {torch.get_num_threads()} threads"
-    print(
-        f"\ntorch {torch.__version__}, torchattacks {getattr(torchattacks, '__version__', 'absent')}, {label}, "
-        "medians of alternating runs after a warm-up\n"
-    )
-    print(markdown_table(rows))
+    print(f"\ntorch {torch.__version__}, torchattacks {getattr(torchattacks, '__version__', 'absent')}, {label}\n")
+    if rows:
+        print("Medians of alternating runs after a warm-up\n")
+        print(markdown_table(rows))
+    if aa_rows:
+        print(
+            f"AutoAttack-standard (L-inf), ours against torchattacks {getattr(torchattacks, '__version__', '')}'s "
+            f"AutoAttack (seed 0) with its APGD/APGD-T/FAB steps set to `steps`, on {aa_source['data']}; one run each, "
+            "seconds of wall time; robust accuracy measured alike on both outputs (ours_after_each: after each of our "
+            f"attacks); model sha256 {aa_source['model_sha256']}\n"
+        )
+        print(markdown_table(aa_rows))
     if args.json:
-        args.json.write_text(json.dumps({"device": label, "torch": torch.__version__, "rows": rows}, indent=2))
+        record = {"device": label, "torch": torch.__version__, "rows": rows}
+        record |= {"autoattack": aa_source, "autoattack_rows": aa_rows}
+        args.json.write_text(json.dumps(record, indent=2))
 
 
 if __name__ == "__main__":

@@ -272,7 +272,9 @@ CASES = [
     # train_classifier.py --data-dir: bad CIFAR folders
     Case("train_classifier", (*TRAIN, "{tmp}/cifar"), "refused to load"),
     Case("train_classifier", (*TRAIN, "{tmp}/cifar_cut"), "truncated"),
-    Case("train_classifier", (*TRAIN, "{tmp}/cifar_text"), "not a readable CIFAR pickle"),
+    Case(  # the test split is read only when selection is on test images
+        "train_classifier", ("--holdout-source", "test", *TRAIN, "{tmp}/cifar_text"), "not a readable CIFAR pickle"
+    ),
     # train_ddqn.py --resume: not a run, or a run whose only checkpoint carries code
     Case("train_ddqn", ("--resume", "{tmp}/empty_dir"), "not a training run directory"),
     Case("train_ddqn", ("--resume", "{tmp}/notes.txt"), "not a training run directory"),
