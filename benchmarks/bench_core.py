@@ -287,6 +287,7 @@ def autoattack_pair(inputs: AutoAttackInputs, eps: float, steps: int, device: st
     ours_acc = checked_robust_accuracy(model, x, x_ours, y, eps)
     row |= {"attacks": "+".join(s.name for s in stages), "ours_s": round(ours_s, 1), "ours_robust": round(ours_acc, 4)}
     row["ours_after_each"] = " ".join(f"{e['robust_accuracy']:.3f}" for e in log[1:])
+    row["ours_stage_s"] = " ".join(f"{e['seconds']:.1f}" for e in log[1:])
     if theirs is not None:
         peer_acc = checked_robust_accuracy(model, x, theirs[0], y, eps)
         row |= {"peer": "torchattacks", "peer_s": round(theirs[1], 1), "peer_robust": round(peer_acc, 4)}
@@ -373,8 +374,8 @@ def main() -> None:
         print(
             f"AutoAttack-standard (L-inf), ours against torchattacks {getattr(torchattacks, '__version__', '')}'s "
             f"AutoAttack (seed 0) with its APGD/APGD-T/FAB steps set to `steps`, on {aa_source['data']}; one run each, "
-            "seconds of wall time; robust accuracy measured alike on both outputs (ours_after_each: after each of our "
-            f"attacks); model sha256 {aa_source['model_sha256']}\n"
+            "seconds of wall time; robust accuracy measured alike on both outputs (ours_after_each, ours_stage_s: "
+            f"robust accuracy after, and seconds of, each of our attacks); model sha256 {aa_source['model_sha256']}\n"
         )
         print(markdown_table(aa_rows))
     if args.json:
@@ -384,4 +385,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.run_main(main)  # a bad flag or file: one error line, status 2
