@@ -195,14 +195,21 @@ class _Search:
             if active.numel() == 0:
                 break
             p = p_schedule(iteration, queries, p_init)
-            x_act, cur_act = x[active], current[active]
             propose = self.propose_linf if self.norm == "linf" else self.propose_l2
-            proposal = propose(x_act, cur_act, p)
-            proposal_margin, bad = self.evaluate(proposal, y[active])
+            if active.numel() == current.shape[0]:  # every input still searching: no gathering and scattering
+                proposal = propose(x, current, p)
+                proposal_margin, bad = self.evaluate(proposal, y)
+                improved = proposal_margin < current_margin
+                current = torch.where(improved.view(-1, 1, 1, 1), proposal, current)
+                current_margin = torch.where(improved, proposal_margin, current_margin)
+            else:
+                x_act, cur_act = x[active], current[active]
+                proposal = propose(x_act, cur_act, p)
+                proposal_margin, bad = self.evaluate(proposal, y[active])
+                improved = proposal_margin < current_margin[active]
+                current[active] = torch.where(improved.view(-1, 1, 1, 1), proposal, cur_act)
+                current_margin[active] = torch.where(improved, proposal_margin, current_margin[active])
             non_finite |= bad
-            improved = proposal_margin < current_margin[active]
-            current[active] = torch.where(improved.view(-1, 1, 1, 1), proposal, cur_act)
-            current_margin[active] = torch.where(improved, proposal_margin, current_margin[active])
         if bool(non_finite):
             raise ValueError(_NON_FINITE)
         return current, current_margin
@@ -236,15 +243,18 @@ class _Search:
         n, c, h, w = x.shape
         size = self.window_size(p, h, w)
         rows, cols = self.corners(n, size, h, w, x.device)
-        x_window = _gather_window(x, rows, cols, size)
-        now = _gather_window(current, rows, cols, size)
+        index = _window_index(x, rows, cols, size)  # built once: gathering and scattering share it
+        x_window, now = x[index], current[index]
         up, down = (x_window + self.eps).clamp(*self.bounds), (x_window - self.eps).clamp(*self.bounds)
         moves_up, moves_down = (up != now).flatten(2).any(2), (down != now).flatten(2).any(2)  # (n, C)
-        positive = self.signs((n, c), x) > 0
-        for _ in range(_SIGN_REDRAWS):
+        draws = self.signs((_SIGN_REDRAWS + 1, n, c), x) > 0  # the first pattern and its redraws, in one call
+        positive = draws[0]
+        for redraw in draws[1:]:
             moves = torch.where(positive, moves_up, moves_down).any(dim=1, keepdim=True)
-            positive = torch.where(moves, positive, self.signs((n, c), x) > 0)
-        return _scatter_window(current, torch.where(positive[:, :, None, None], up, down), rows, cols)
+            positive = torch.where(moves, positive, redraw)
+        proposal = current.clone()
+        proposal[index] = torch.where(positive[:, :, None, None], up, down)
+        return proposal
 
     def propose_l2(self, x: torch.Tensor, current: torch.Tensor, p: float) -> torch.Tensor:
         """The paper's L2 step: a new pseudo-Gaussian square in window 1 (plus its old content), the mass of
