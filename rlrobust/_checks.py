@@ -180,3 +180,15 @@ def check_generator(generator: torch.Generator | None, device: torch.device) -> 
             f"the random generator is on {generator.device} but the tensors are on {device}; "
             f"create it with torch.Generator(device='{device.type}')"
         )
+
+
+def check_attack(model: object, x: torch.Tensor, eps: float, bounds: Sequence[float], norm: str) -> tuple:
+    """The checks every attack starts with: a callable model, the bounds, the norm, a budget in the bounds' units
+    and a finite input inside them; returns ``(bounds, norm, eps)`` as checked."""
+    if not callable(model):
+        raise TypeError(f"model must be a callable mapping inputs to scores, got {type(model).__name__}")
+    bounds = check_bounds(bounds)
+    norm = check_norm(norm)
+    eps = check_eps(eps, bounds, norm)
+    check_input(x, bounds)
+    return bounds, norm, eps

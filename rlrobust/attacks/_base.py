@@ -19,13 +19,10 @@ from torch import nn
 
 from rlrobust._checks import (
     Bounds,
-    check_bounds,
+    check_attack,
     check_count,
-    check_eps,
     check_flag,
-    check_input,
     check_labels,
-    check_norm,
     check_scores,
 )
 from rlrobust.attacks.losses import LossFn, resolve_loss
@@ -197,12 +194,7 @@ def prepare(
     eot_batch_size: int | None,
 ) -> AttackProblem:
     """Check every argument; labels are settled on first use (``y=None``: the model's prediction on ``x``)."""
-    if not callable(model):
-        raise TypeError(f"model must be a callable mapping inputs to scores, got {type(model).__name__}")
-    bounds = check_bounds(bounds)
-    norm = check_norm(norm)
-    eps = check_eps(eps, bounds, norm)
-    check_input(x, bounds)
+    bounds, norm, eps = check_attack(model, x, eps, bounds, norm)
     check_count(eot_samples, "eot_samples")
     if eot_batch_size is not None:
         check_count(eot_batch_size, "eot_batch_size")

@@ -29,14 +29,11 @@ import torch
 import torch.nn.functional as F
 
 from rlrobust._checks import (
-    check_bounds,
+    check_attack,
     check_count,
-    check_eps,
     check_flag,
     check_generator,
-    check_input,
     check_labels,
-    check_norm,
     check_scores,
 )
 from rlrobust.attacks._base import Model, preserved_model
@@ -139,12 +136,7 @@ def autoattack(
     >>> [e["attack"] for e in log], bool((x_adv - x).abs().max() <= 0.1 + 1e-6)
     (['clean', 'apgd-ce', 'apgd-dlr'], True)
     """
-    if not callable(model):
-        raise TypeError(f"model must be a callable mapping inputs to scores, got {type(model).__name__}")
-    bounds = check_bounds(bounds)
-    norm = check_norm(norm)
-    eps = check_eps(eps, bounds, norm)
-    check_input(x, bounds)
+    bounds, norm, eps = check_attack(model, x, eps, bounds, norm)
     check_generator(generator, x.device)
     checks = check_flag(checks, "checks")
     stages = autoattack_stages(

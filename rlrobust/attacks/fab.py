@@ -34,14 +34,11 @@ import torch
 
 from rlrobust._checks import (
     Bounds,
-    check_bounds,
+    check_attack,
     check_count,
-    check_eps,
     check_flag,
     check_generator,
-    check_input,
     check_labels,
-    check_norm,
     check_number,
     check_scores,
 )
@@ -93,12 +90,7 @@ def fab(
     >>> bool(((x_adv - x).abs().amax(1) <= 0.1).all()) and x_adv.shape == x.shape
     True
     """
-    if not callable(model):
-        raise TypeError(f"model must be a callable mapping inputs to scores, got {type(model).__name__}")
-    bounds = check_bounds(bounds)
-    norm = check_norm(norm)
-    eps = check_eps(eps, bounds, norm)
-    check_input(x, bounds)
+    bounds, norm, eps = check_attack(model, x, eps, bounds, norm)
     check_generator(generator, x.device)
     settings = _Settings.checked(norm, eps, bounds, steps, restarts, alpha_max, eta, beta, generator)
     targeted = check_flag(targeted, "targeted")
