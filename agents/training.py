@@ -51,7 +51,7 @@ from agents.vec_env import BACKENDS, make_atari_vec_env
 from rlrobust.cli import check_finite_fields
 from rlrobust.files import check_writable
 from rlrobust.reporting import atomic_write_text
-from rlrobust.runs import RunLock, environment
+from rlrobust.runs import RunLock, environment, fresh_run_dir
 
 SUMMARY_FILE = "summary.json"
 COMPILE_CHOICES = ("auto", "on", "off")
@@ -247,12 +247,7 @@ class RunResult:
 # ---------------------------------------------------------------------------------------------- run directory
 def new_run_dir(config: TrainConfig, logdir: str | Path = "runs") -> Path:
     """A fresh ``<logdir>/<Game>-ddqn-seed<S>-<YYYYmmdd-HHMMSS>[-n]`` directory."""
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = Path(logdir) / f"{resolve_game(config.game)}-ddqn-seed{config.seed}-{stamp}"
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
+    path = fresh_run_dir(logdir, f"{resolve_game(config.game)}-ddqn-seed{config.seed}")
     path.mkdir(parents=True)
     return path
 

@@ -41,7 +41,6 @@ from classifiers.experiments import cli
 from rlrobust.attacks.autoattack import VERSIONS
 from rlrobust.cli import count, real
 from rlrobust.reporting import pivot, write_tables
-from rlrobust.runs import INTERRUPTED_STATUS
 from rlrobust.sap import insert_sap
 
 JOB = "eval_classifier"
@@ -132,9 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             total = 1 + sum(s.eps != 0 for s in attacks)
             partial = f"{len(cells)} of {total} cells"
             write_outputs(args, out, table_rows(attacks, cells, len(data), transfer=transfer), data, ids, partial)
-            print(f"interrupted: {partial} finished and kept in {out} (partial tables written there); continue "
-                  f"with the same command and --resume --out {out}", file=sys.stderr)  # fmt: skip
-            return INTERRUPTED_STATUS
+            return cli.interrupted_with_cells(out, partial)
     return 0
 
 

@@ -43,7 +43,6 @@ from classifiers.experiments.sap_grid import (
 from classifiers.experiments.variants import build_variant, parse_variant
 from rlrobust.cli import count, real
 from rlrobust.reporting import pivot, write_tables
-from rlrobust.runs import INTERRUPTED_STATUS
 
 JOB = "sap_experiments"
 USER_ERRORS = cli.USER_ERRORS
@@ -113,9 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             partial = f"{len(cells)} of {total} cells"
             result = grid_result(cases, data.labels.cpu(), cells)
             write_outputs(args, out, result, data, time.perf_counter() - began, ids, partial=partial)
-            print(f"interrupted: {partial} finished and kept in {out} (partial tables written there); continue with "
-                  f"the same command and --resume --out {out}", file=sys.stderr)  # fmt: skip
-            return INTERRUPTED_STATUS
+            return cli.interrupted_with_cells(out, partial)
     return 0
 
 

@@ -119,6 +119,14 @@ def run_folder(
         yield out
 
 
+def interrupted_with_cells(out: Path, partial: str) -> int:
+    """Say what a job stopped by Ctrl-C or SIGTERM kept (``partial``: "k of n cells") and how to continue it;
+    returns status 130."""
+    print(f"interrupted: {partial} finished and kept in {out} (partial tables written there); continue with the "
+          f"same command and --resume --out {out}", file=sys.stderr)  # fmt: skip
+    return INTERRUPTED_STATUS
+
+
 def interrupted(out: Path) -> int:
     """Say how to redo a job stopped by Ctrl-C or SIGTERM that keeps no partial results; returns status 130."""
     print(f"interrupted: the results in {out} are incomplete; run the same command with --resume --out {out} to redo "
