@@ -91,18 +91,26 @@ def make_atari_frame_env(
     )
 
 
-def make_atari_eval_vec_env(game: str, num_envs: int) -> gym.vector.VectorEnv:
+def make_atari_eval_vec_env(
+    game: str, num_envs: int, *, noop_max: int = 30, max_frames: int = ALE_MAX_EPISODE_FRAMES
+) -> gym.vector.VectorEnv:
     """``num_envs`` games for evaluation in ale-py's vector env: uint8 (4, 84, 84) stacks, raw (unclipped)
-    scores, no sticky actions, FIRE pressed at reset, whole games (no life-loss terminals); ``reset(seed=s)``
-    replays the same games."""
+    scores, no sticky actions, up to ``noop_max`` no-ops and FIRE (where the game has it) at reset only, whole
+    games (no life-loss terminals) truncated after ``max_frames`` emulator frames; ``reset(seed=s)`` replays the
+    same games."""
     if num_envs < 1:
         raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+    if noop_max < 0 or max_frames < 1:
+        raise ValueError(f"noop_max must be >= 0 and max_frames >= 1, got {noop_max} and {max_frames}")
     return gym.make_vec(
         f"ALE/{resolve_game(game)}-v5",
         num_envs=num_envs,
         vectorization_mode="vector_entry_point",
         reward_clipping=False,
         repeat_action_probability=0.0,
+        noop_max=noop_max,
+        max_num_frames_per_episode=max_frames,
+        use_fire_reset=True,
     )
 
 

@@ -36,13 +36,13 @@ OUR_PREFIX = "q_net.network."
 def load_agent(path: str | Path) -> nn.Module:
     """Return the network stored at ``path``, in eval mode: frames (N, 4, 84, 84) in, one score per action out
     (Q-values, or policy logits for an actor-critic)."""
-    path = _resolve(Path(path))
+    path = model_file(Path(path))
     if is_sb3_zip(path):
         return network_from_sb3_zip(read_sb3_zip(path))
     return _network_from_state(read_state_dict(path), path)
 
 
-def _resolve(path: Path) -> Path:
+def model_file(path: Path) -> Path:
     """The file to load: ``path`` itself, or for a run directory its newest model by agent steps -- its
     ``final_model.zip``, unless a checkpoint is newer (a resume interrupted after the first session finished),
     which is then taken with a warning naming the older final model it skipped."""

@@ -269,19 +269,25 @@ class CellStore:
     SIGTERM or a crash loses at most the cell that was running. Keyed by ``settings`` (which should hold the
     model's sha256): cells saved under other settings are never reused."""
 
-    def __init__(self, out: str | Path, settings: Mapping[str, Any]) -> None:
-        self.path = Path(out) / CELLS_FILE
+    def __init__(self, out: str | Path, settings: Mapping[str, Any], name: str = CELLS_FILE) -> None:
+        """``name``: the file under ``out`` this store writes (one per process when several share a run); it
+        reads every ``cells*.json`` there, so a run resumes whatever the number of processes that began it."""
+        self.path = Path(out) / name
         self.settings = json.loads(json.dumps(dict(settings), default=str))
+        self._mine: dict[str, Any] = self._read(self.path) if self.path.is_file() else {}
         self.cells: dict[str, Any] = {}
-        if self.path.is_file():
-            try:
-                saved = json.loads(self.path.read_text())
-            except ValueError as err:
-                raise ValueError(f"{self.path} is not readable JSON ({err}); remove it or use a new --out") from None
-            if saved.get("settings") != self.settings:
-                changes = settings_changes(saved.get("settings", {}), self.settings)
-                raise ValueError(f"{self.path} holds cells of other settings ({changes}); use a new --out")
-            self.cells = dict(saved.get("cells", {}))
+        for path in sorted(Path(out).glob("cells*.json")):
+            self.cells |= self._mine if path == self.path else self._read(path)
+
+    def _read(self, path: Path) -> dict[str, Any]:
+        try:
+            saved = json.loads(path.read_text())
+        except ValueError as err:
+            raise ValueError(f"{path} is not readable JSON ({err}); remove it or use a new --out") from None
+        if saved.get("settings") != self.settings:
+            changes = settings_changes(saved.get("settings", {}), self.settings)
+            raise ValueError(f"{path} holds cells of other settings ({changes}); use a new --out")
+        return dict(saved.get("cells", {}))
 
     def __contains__(self, key: str) -> bool:
         return key in self.cells
@@ -295,4 +301,5 @@ class CellStore:
     def add(self, key: str, value: Any) -> None:
         """Record a finished cell (JSON-serialisable) and rewrite the file."""
         self.cells[key] = json.loads(json.dumps(value, default=str))
-        atomic_write_text(self.path, json.dumps({"settings": self.settings, "cells": self.cells}, indent=2) + "\n")
+        self._mine[key] = self.cells[key]
+        atomic_write_text(self.path, json.dumps({"settings": self.settings, "cells": self._mine}, indent=2) + "\n")

@@ -2,7 +2,8 @@
 
 Counting only each environment's first episode avoids the bias of "the first K episodes to finish", which
 favours short episodes (under attack, the lost ones). Episodes can be capped at ``max_steps`` steps; a capped
-episode is reported with ``truncated=True`` and the return it had reached. Attack figures are read from the
+episode, or one the environment truncated (ALE's frame cap), is reported with ``truncated=True`` and the return it
+had reached. Attack figures are read from the
 wrappers' per-step ``info["attack"]``, so they are exact for capped episodes too.
 """
 
@@ -110,6 +111,7 @@ def first_episodes(
             length[running] += 1
             count(infos)
             finished = running & (np.logical_or(terminated, truncated))
+            truncated_by_cap |= finished & np.asarray(truncated, dtype=bool) & ~np.asarray(terminated, dtype=bool)
             if max_steps is not None:
                 capped = running & ~finished & (length >= max_steps)
                 truncated_by_cap |= capped

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from classifiers.data.dataset import ImageDataset
-from classifiers.training.distributed import Runtime, all_reduce_sum
+from rlrobust.distributed import Runtime, all_reduce_sum
 from rlrobust.attacks import pgd
 from rlrobust.energy import energy, joint_energy
 

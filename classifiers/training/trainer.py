@@ -2,7 +2,7 @@
 (adversarial batch -> loss -> step), a held-out check with energies, a log row and an atomic checkpoint.
 
 Everything that differs between methods lives in :mod:`classifiers.training.methods`; this file is the same for
-all of them. Fast paths (used on CUDA, see :mod:`classifiers.training.distributed`): whole dataset on the GPU,
+all of them. Fast paths (used on CUDA, see :mod:`rlrobust.distributed`): whole dataset on the GPU,
 batched augmentation there, bf16 autocast, channels-last, optional ``torch.compile``, DDP under ``torchrun``.
 
 Randomness is drawn from generators re-seeded from (seed, rank, epoch) at the start of every epoch, so a run
@@ -36,7 +36,7 @@ from classifiers.data.registry import dataset_files
 from classifiers.models import CHECKPOINT_FORMAT, build_model
 from classifiers.training.checkpoint import BEST, LAST, load_training_checkpoint, save_atomic
 from classifiers.training.config import TrainConfig
-from classifiers.training.distributed import Runtime, all_reduce_sum, barrier, start_runtime, stop_runtime
+from rlrobust.distributed import Runtime, all_reduce_sum, barrier, start_runtime, stop_runtime
 from classifiers.training.holdout import evaluate_holdout
 from classifiers.training.methods import AttackSettings, make_method
 from classifiers.training.run_log import EpochLog

@@ -91,3 +91,22 @@ def main_first(runtime: Runtime) -> Iterator[None]:
     yield
     if runtime.is_main:
         barrier(runtime)
+
+
+def shard(items: list, runtime: Runtime) -> list:
+    """This process's share of ``items``: every ``world_size``-th one from index ``rank`` (all for one process).
+
+    >>> shard(list(range(5)), Runtime(torch.device("cpu"), rank=1, world_size=2))
+    [1, 3]
+    """
+    return items[runtime.rank :: runtime.world_size]
+
+
+def gather_objects(value: object, runtime: Runtime) -> list:
+    """Every process's ``value`` (picklable, sent between our own processes only), in rank order; ``[value]``
+    for a single process."""
+    if not runtime.distributed:
+        return [value]
+    gathered: list = [None] * runtime.world_size
+    dist.all_gather_object(gathered, value)
+    return gathered

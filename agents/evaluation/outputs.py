@@ -1,0 +1,99 @@
+"""The robustness report's files: CSV and JSON (one row per cell), a Markdown table, a PNG and TensorBoard."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from torch.utils.tensorboard import SummaryWriter
+
+from agents.evaluation.protocols import Protocol
+from rlrobust.reporting import write_tables
+
+
+def budget_text(budget: float, protocol: Protocol) -> str:
+    """``3/255`` for a [0, 1]-scale budget, ``4`` for a lambda; ``clean`` for 0.
+
+    >>> from agents.evaluation.protocols import PROTOCOLS
+    >>> budget_text(3 / 255, PROTOCOLS["sa-dqn"])
+    '3/255'
+    """
+    if budget == 0:
+        return "clean"
+    return f"{budget * 255:.4g}/255" if protocol.budget_scale == "unit" else f"{budget:g}"
+
+
+def cell_text(row: dict[str, Any]) -> str:
+    """``mean ± half-interval (action-change %)``."""
+    half = row["ci95_high"] - row["mean"]
+    spread = f" ± {half:.1f}" if math.isfinite(half) else ""
+    return f"{row['mean']:.1f}{spread} ({row['action_change_rate']:.0%})"
+
+
+def markdown_rows(rows: Sequence[dict[str, Any]], protocol: Protocol) -> list[dict[str, str]]:
+    """One line per agent, game and column; one column per budget (the clean score fills its line)."""
+    table: dict[tuple, dict[str, str]] = {}
+    for r in rows:
+        line = table.setdefault((r["agent"], r["game"], r["label"]), {"agent": r["agent"], "game": r["game"]})
+        line["attack"] = r["label"] + (f" = {r['worst_of']}" if r.get("worst_of") else "")
+        budgets = protocol.budgets if r["attack"] == "clean" else [r[protocol.budget_name]]
+        for budget in budgets:
+            line[f"{protocol.budget_name}={budget_text(budget, protocol)}"] = cell_text(r)
+    return list(table.values())
+
+
+def write_report(rows: Sequence[dict[str, Any]], out: Path, protocol: Protocol, notes: str) -> dict[str, Path]:
+    """results.csv/.json/.md, scores.png and tensorboard/ under ``out``; returns the table paths."""
+    paths = write_tables(
+        rows,
+        out,
+        title=f"Robustness report, protocol {protocol.name}",
+        notes=notes + " Cells: mean score ± half of the 95 % t-interval (greedy-action change rate).",
+        markdown_rows=markdown_rows(rows, protocol),
+    )
+    plot(rows, out / "scores.png", protocol)
+    tensorboard(rows, out / "tensorboard", protocol)
+    return paths
+
+
+def plot(rows: Sequence[dict[str, Any]], path: Path, protocol: Protocol) -> None:
+    """Scores (top) and action-change rates (bottom) against the budget, one panel column per game."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    games = list(dict.fromkeys(r["game"] for r in rows))
+    fig, axes = plt.subplots(2, len(games), figsize=(5 * len(games), 7), squeeze=False)
+    for g, game in enumerate(games):
+        lines: dict[tuple, list] = {}
+        for r in rows:
+            if r["game"] == game and r["attack"] not in ("clean", "worst"):
+                lines.setdefault((r["agent"], r["label"]), []).append(r)
+        for i, ((agent, label), points) in enumerate(lines.items()):
+            clean = next(r for r in rows if r["game"] == game and r["agent"] == agent and r["attack"] == "clean")
+            points = [clean, *sorted(points, key=lambda r: r[protocol.budget_name])]
+            xs = [protocol.to_pixels(r[protocol.budget_name]) for r in points]
+            style = {"marker": "osD^v<>"[i % 7], "linestyle": ("-", "--", ":", "-.")[i % 4], "alpha": 0.8}
+            axes[0][g].plot(xs, [r["mean"] for r in points], label=f"{agent}: {label}", **style)
+            axes[1][g].plot(xs, [r["action_change_rate"] for r in points], **style)
+        axes[0][g].set(title=game, ylabel="mean score")
+        axes[1][g].set(xlabel="budget (grey levels of 0-255 frames)", ylabel="action-change rate", ylim=(0, 1))
+        axes[0][g].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def tensorboard(rows: Sequence[dict[str, Any]], folder: Path, protocol: Protocol) -> None:
+    """Scalars ``score/<agent>/<game>/<attack>`` and ``action_change/...`` against the budget in grey levels."""
+    shutil.rmtree(folder, ignore_errors=True)  # a resumed run's scalars replace the partial ones
+    with SummaryWriter(folder) as writer:
+        for r in rows:
+            step = round(protocol.to_pixels(r[protocol.budget_name]))
+            tag = f"{r['agent']}/{r['game']}/{r['attack']}"
+            writer.add_scalar(f"score/{tag}", r["mean"], step)
+            writer.add_scalar(f"action_change/{tag}", r["action_change_rate"], step)

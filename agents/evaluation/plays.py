@@ -1,0 +1,101 @@
+"""What one play of an evaluation is: who acts, and which attack (if any) perturbs what it sees.
+
+A :class:`Play` is a frozen value: equal plays are played once, and its :meth:`Play.key` (every field) is what a
+finished play is stored under, together with the agent's sha256 and the game.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+from gymnasium.vector import VectorEnv
+from torch import nn
+
+from wrappers import StrategicallyTimed, VectorAdversarialObservation, VectorRandomNoiseObservation
+
+GRADIENT_ATTACKS = ("fgsm", "iterative", "pgd")
+
+
+@dataclass(frozen=True)
+class Actor:
+    """The acting network: the agent as loaded (``sap_frac`` None) or with SAP inserted, acting greedily on the
+    mean scores of ``passes`` passes."""
+
+    sap_frac: float | None = None
+    passes: int = 1
+
+    def describe(self) -> str:
+        return "agent" if self.sap_frac is None else f"SAP-{self.sap_frac * 100:g} ({self.passes} passes)"
+
+
+@dataclass(frozen=True)
+class Attack:
+    """One observation attack at one budget (``eps`` in grey levels of the 0-255 frames).
+
+    ``kind``: ``noise`` (random sign noise of the budget), or a core attack (``fgsm``, ``iterative``, ``pgd``)
+    whose loss compares the attacked network's scores with its clean greedy action (``targeted``: pushes toward
+    its worst action instead); ``on_sap_frac`` says which network the gradients come from (None: the agent as
+    loaded), averaged over ``eot_samples`` passes; ``timed_threshold`` attacks only where Lin et al.'s action
+    preference reaches it (strategically timed).
+    """
+
+    kind: str
+    eps: float
+    loss: str = "ce"
+    targeted: bool = False
+    eot_samples: int = 1
+    on_sap_frac: float | None = None
+    steps: int | None = None
+    step: float | None = None
+    timed_threshold: float | None = None
+    perturb: str = "stack"  # "newest": only the newest frame of each stack (the wrappers' ``perturb``)
+
+    def options(self) -> dict[str, Any] | None:
+        """The core attack's step settings (None keeps the wrapper's defaults)."""
+        chosen = {k: v for k, v in (("steps", self.steps), ("step", self.step)) if v is not None}
+        return chosen or None
+
+
+@dataclass(frozen=True)
+class Play:
+    """One play: ``actor`` acting on observations perturbed by ``attack`` (None: clean)."""
+
+    actor: Actor = Actor()
+    attack: Attack | None = None
+
+    def key(self) -> str:
+        """Every field, stable across runs (the cell store's key)."""
+        return repr(self)
+
+    def with_threshold(self, threshold: float) -> Play:
+        assert self.attack is not None
+        return replace(self, attack=replace(self.attack, timed_threshold=threshold))
+
+
+def attacked_env(
+    env: VectorEnv, attack: Attack, network: nn.Module, *, seed: int, device: str | torch.device
+) -> VectorEnv:
+    """``env`` whose observations ``attack`` perturbs against ``network`` (the attacker's view of the agent)."""
+    if attack.kind == "noise":
+        return VectorRandomNoiseObservation(
+            env, eps=attack.eps, kind="sign", perturb=attack.perturb, seed=seed, device=device
+        )
+    if attack.kind not in GRADIENT_ATTACKS:
+        raise ValueError(f"unknown attack kind {attack.kind!r}; choose noise or one of {GRADIENT_ATTACKS}")
+    schedule = None if attack.timed_threshold is None else StrategicallyTimed(attack.timed_threshold)
+    return VectorAdversarialObservation(
+        env,
+        network,
+        eps=attack.eps,
+        attack=attack.kind,
+        loss=attack.loss,
+        targeted=attack.targeted,
+        eot_samples=attack.eot_samples,
+        attack_options=attack.options(),
+        schedule=schedule,
+        perturb=attack.perturb,
+        seed=seed,
+        device=device,
+    )
