@@ -1,8 +1,11 @@
-"""SAP on trained Atari agents under observation attacks: the SAP paper's RL table, with an adaptive attacker.
+"""SAP on trained Atari agents under observation attacks: the SAP paper's RL table, with an adaptive attacker, as a
+view on the evaluation engine (:mod:`agents.evaluation`).
 
 For every agent, game, SAP fraction and budget lambda (0-255 pixel units), the same seeded games are played by
 the dense agent and by the agent with SAP inserted after every ReLU, which acts greedily on its mean Q-values
-over ``sap_passes`` stochastic passes (the paper's prediction rule). Five columns, each a play of those games:
+over ``sap_passes`` stochastic passes (the paper's prediction rule). Five columns, each an engine
+:class:`~agents.evaluation.Play` of those games (the dense agent is ``Actor(None, 1)``, the SAP agent
+``Actor(frac, sap_passes)``):
 
 - ``dense``: the dense agent under ``attack`` computed on itself (the paper's baseline);
 - ``sap_transfer``: the SAP agent under ``attack`` computed on the dense network (transfer);
@@ -13,44 +16,42 @@ over ``sap_passes`` stochastic passes (the paper's prediction rule). Five column
   (Athalye et al. 2018, the attack that breaks randomised defences).
 
 At lambda = 0 nothing is attacked: the SAP columns share one clean play of the SAP agent, the dense columns one
-of the dense agent. The games run in parallel in ale-py's vector env, one episode per environment (the first of
-each, so that short lost games are not favoured), the attacks in ``wrappers.VectorAdversarialObservation``.
+of the dense agent. The games are those of the engine's ``sap-paper`` protocol with this evaluation's knobs
+(:meth:`EvalSettings.protocol`): the first episode of each of ``episodes`` seeded environments of ale-py's vector
+env, up to 30 no-ops, whole games capped at ``4 * max_episode_steps`` frames (else ALE's 108,000).
 
-Every finished play can be kept in a :class:`rlrobust.runs.CellStore` (one cell per distinct play, keyed by the
-agent's sha256 and every setting), so an interrupted evaluation resumes where it stopped and gives the same table.
+FIRE is pressed only at reset, where a game needs it to start (the engine's default). Until the engine (issue 14)
+this evaluation also pressed FIRE after every lost life, which hides the stalls an attack can cause in games that
+wait for FIRE after a lost life (Breakout); ``fire_after_life_loss`` (``--fire-after-life-loss``) brings that back.
+Games without lives (Pong) play exactly as before.
+
+Every finished play can be kept in a :class:`rlrobust.runs.CellStore` by :func:`agents.evaluation.run_plays`
+(keyed by the agent's sha256, the game and every field of the play), so an interrupted evaluation resumes where it
+stopped and gives the same table.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import torch
-from gymnasium.vector import VectorEnv, VectorWrapper
-from torch import nn
-from tqdm import tqdm
-
-from agents.checkpoints import FINAL_MODEL, latest_checkpoint, recorded_game, run_dir_of
-from agents.env import action_meanings, fire_action, make_atari_eval_vec_env, resolve_game
-from agents.loading import load_agent
-from agents.networks import FRAME_SHAPE
-from rlrobust.files import sha256_of
+from agents.env import max_episode_frames
+from agents.evaluation import Actor, Agent, GameEvaluation, Play, PlayResult, Protocol, Task, get_protocol, run_plays
+from agents.evaluation.report import attack_for
+from agents.evaluation.stats import standard_error
 from rlrobust.runs import CellStore
-from rlrobust.sap import check_frac, insert_sap
-from rlrobust.stochastic import mean_scores
-from wrappers import VectorAdversarialObservation
-from wrappers.evaluation import first_episodes, greedy_policy
+from rlrobust.sap import check_frac
 
 ATTACK_CHOICES = ("fgsm", "iterative", "pgd")
-CLEAN_KEY = "clean_observation"
 ROW_KEYS = ("agent", "agent_sha256", "game", "sap_frac", "lambda", "episodes")
 MAX_LAMBDA = 255.0
+PGD_RADII = 2.5  # PGD's steps together cover 2.5 budgets (Madry et al.): each is 2.5 * lambda / steps
+FRAME_SKIP = 4  # emulator frames per agent step in ale-py's v5 games
+
+Row = dict[str, Any]
 
 
 @dataclass
@@ -66,6 +67,7 @@ class EvalSettings:
     eot_samples: int = 10  # passes per gradient of the adaptive EOT-PGD attacker
     pgd_steps: int = 10  # steps of PGD (dense_pgd and sap_eot), each 2.5 * lambda / steps (Madry et al.)
     max_episode_steps: int | None = None  # cap on an episode's agent steps (None: ALE's 108,000-frame cap)
+    fire_after_life_loss: bool = False  # press FIRE after every lost life too (this evaluation's old behaviour)
     seed: int = 0
     device: str = "cpu"
     progress: bool = True
@@ -92,27 +94,54 @@ class EvalSettings:
         self.sap_fracs = sorted({float(frac) for frac in self.sap_fracs})
         return self
 
+    def protocol(self) -> Protocol:
+        """The engine's ``sap-paper`` protocol with these knobs: how every game is played and PGD steps.
+
+        >>> EvalSettings(max_episode_steps=100, pgd_steps=5).protocol().max_frames
+        400
+        """
+        return dataclasses.replace(
+            get_protocol("sap-paper"),
+            budgets=tuple(float(lam) for lam in self.lambdas if lam > 0),
+            attacks=tuple(dict.fromkeys((self.attack, "pgd"))),
+            episodes=self.episodes,
+            max_frames=max_episode_frames(self.max_episode_steps, FRAME_SKIP),
+            fire_after_life_loss=self.fire_after_life_loss,
+            pgd_steps=self.pgd_steps,
+            pgd_step_frac=PGD_RADII / self.pgd_steps,
+            passes=self.sap_passes,
+            eot_samples=self.eot_samples,
+        )
+
 
 @dataclass(frozen=True)
 class Column:
-    """One attacker setting: who acts, whose network the attack differentiates, and with how many passes."""
+    """One attacker setting: who acts, which attack, on whose network and with how many passes per gradient."""
 
     key: str
-    agent: str  # "dense" or "sap"
-    attacker: str  # "dense" or "sap"
+    sap: bool  # the SAP agent acts (else the dense one)
     attack: str
     eot_samples: int
+    on_sap: bool  # the attack differentiates the SAP network (else the dense one)
     baseline: str | None  # the dense column a SAP column is compared with
+
+    def play(self, frac: float, lam: float, protocol: Protocol) -> Play:
+        """The engine play of this column at one SAP fraction and budget (clean at lambda = 0)."""
+        actor = Actor(frac, protocol.passes) if self.sap else Actor()
+        if lam == 0:
+            return Play(actor)
+        on = frac if self.on_sap else None
+        return Play(actor, attack_for(self.attack, float(lam), protocol, self.eot_samples, on))
 
 
 def columns(settings: EvalSettings) -> list[Column]:
     """The five columns of the table, in order (see the module docstring)."""
     return [
-        Column("dense", "dense", "dense", settings.attack, 1, None),
-        Column("sap_transfer", "sap", "dense", settings.attack, 1, "dense"),
-        Column("sap_mc", "sap", "sap", settings.attack, settings.mc_samples, "dense"),
-        Column("dense_pgd", "dense", "dense", "pgd", 1, None),
-        Column("sap_eot", "sap", "sap", "pgd", settings.eot_samples, "dense_pgd"),
+        Column("dense", False, settings.attack, 1, False, None),
+        Column("sap_transfer", True, settings.attack, 1, False, "dense"),
+        Column("sap_mc", True, settings.attack, settings.mc_samples, True, "dense"),
+        Column("dense_pgd", False, "pgd", 1, False, None),
+        Column("sap_eot", True, "pgd", settings.eot_samples, True, "dense_pgd"),
     ]
 
 
@@ -133,279 +162,71 @@ def relative_change(sap: float, dense: float) -> float:
     return 100.0 * (sap - dense) / abs(dense) if dense != 0 else float("nan")
 
 
-def standard_error(scores: Sequence[float]) -> float:
-    """Standard error of the mean score (sample standard deviation / sqrt(n)); NaN for a single episode."""
-    return float(np.std(scores, ddof=1) / math.sqrt(len(scores))) if len(scores) > 1 else float("nan")
+def row_plays(settings: EvalSettings, frac: float, lam: float) -> list[Play]:
+    """The plays of one row, one per column (equal plays repeat: each is played once)."""
+    protocol = settings.protocol()
+    return [column.play(frac, lam, protocol) for column in columns(settings)]
 
 
-@dataclass
-class Agent:
-    """A loaded agent, the games it is evaluated on, and the file its weights came from with its sha256 (what the
-    results and the cells of an interrupted run are keyed by: swap the file and nothing saved is reused)."""
-
-    name: str
-    path: Path
-    network: nn.Module
-    games: list[str]
-    sha256: str = ""
-    file: Path | None = None
-
-    def describe(self) -> dict[str, Any]:
-        """What the recorded settings hold of the agent: its weights' sha256, not where the file lies (run.json's
-        inputs have the path), so a moved file still resumes and a swapped one never does."""
-        return {"name": self.name, "sha256": self.sha256}
+def table_plays(settings: EvalSettings) -> list[Play]:
+    """Every distinct play of one agent and game, in table order."""
+    rows = [row_plays(settings, frac, lam) for frac in settings.sap_fracs for lam in settings.lambdas]
+    return list(dict.fromkeys(play for plays in rows for play in plays))
 
 
-def prepare_agent(path: str | Path, games: Sequence[str] | None, device: str | torch.device = "cpu") -> Agent:
-    """Load the agent at ``path`` and check it against its games (``games``, else the one its run recorded).
-
-    Raises ``FileNotFoundError`` for a missing file, ``ValueError`` for an unknown game, a game the agent cannot
-    play (another number of actions) or an agent whose game is unknown.
-    """
-    path = Path(path)
-    file = model_file(path)
-    network = load_agent(file)
-    recorded = recorded_game(path)
-    chosen = [resolve_game(g) for g in games] if games else [resolve_game(recorded)] if recorded else []
-    if not chosen:
-        raise ValueError(f"cannot tell which game {path} plays (it is not part of a training run): pass --games")
-    with torch.no_grad():
-        scored = network(torch.zeros((1, *FRAME_SHAPE))).shape[1]
-    for game in chosen:
-        n_actions = len(action_meanings(game))
-        if scored != n_actions:
-            trained = f" (its run trained it on {recorded})" if recorded else ""
-            raise ValueError(
-                f"{path} scores {scored} actions but {game} has {n_actions}: it is not an agent for {game}{trained}"
-            )
-    run_dir = run_dir_of(path)
-    name = run_dir.name if run_dir is not None else path.stem
-    return Agent(name, path, network.to(device), chosen, sha256=sha256_of(file), file=file)
+def game_evaluations(agents: Sequence[Agent], settings: EvalSettings) -> list[GameEvaluation]:
+    """One engine :class:`GameEvaluation` per agent and game, nothing played yet."""
+    protocol = settings.protocol()
+    return [
+        GameEvaluation(agent, game, protocol, seed=settings.seed, device=settings.device, progress=settings.progress)
+        for agent in agents
+        for game in agent.games
+    ]
 
 
-def model_file(path: Path) -> Path:
-    """The file holding an agent's weights: ``path`` itself, or a run directory's final model (else its newest
-    checkpoint). Raises ``FileNotFoundError`` naming what is missing."""
-    if path.is_dir():
-        final = path / FINAL_MODEL
-        found = final if final.is_file() else latest_checkpoint(path)
-        if found is None:
-            raise FileNotFoundError(f"{path} is a folder without {FINAL_MODEL} or checkpoints/step_*.zip")
-        return found
-    if not path.is_file():
-        raise FileNotFoundError(f"agent checkpoint not found: {path}")
-    return path
+def table_tasks(evaluations: Sequence[GameEvaluation], settings: EvalSettings) -> list[Task]:
+    """Every play of every evaluation, for :func:`agents.evaluation.run_plays`."""
+    plays = table_plays(settings)
+    return [(evaluation, play) for evaluation in evaluations for play in plays]
 
 
-def distinct_agents(agents: Sequence[Agent]) -> list[Agent]:
-    """``agents`` with names made unique (a clash gets the start of the file's sha256 appended), so that every
-    table row says which agent it is; the same weights given twice are refused."""
-    seen: dict[str, Path] = {}
-    for agent in agents:
-        if agent.sha256 in seen:
-            raise ValueError(f"the same agent weights are given twice: {seen[agent.sha256]} and {agent.path}")
-        seen[agent.sha256] = agent.path
-    names = [agent.name for agent in agents]
-    for agent in agents:
-        if names.count(agent.name) > 1:
-            agent.name = f"{agent.name}-{agent.sha256[:8]}"
-    return list(agents)
+def describe_play(evaluation: GameEvaluation, play: Play) -> str:
+    """A play's name on its progress bar."""
+    who = "dense" if play.actor.sap_frac is None else play.actor.describe()
+    attack = play.attack
+    if attack is None:
+        return f"{evaluation.game} {who} clean"
+    on = "dense" if attack.on_sap_frac is None else f"SAP-{attack.on_sap_frac * 100:g}"
+    return f"{evaluation.game} {who} vs {attack.kind}(on {on}, n={attack.eot_samples}) lambda={attack.eps:g}"
 
 
-class _RecordCleanObservations(VectorWrapper):
-    """Copies each batch of observations into ``info[CLEAN_KEY]``; placed under an attack wrapper, it lets the
-    agent see what the attack changed."""
-
-    def reset(self, **kwargs: Any) -> tuple[Any, dict]:
-        observations, infos = self.env.reset(**kwargs)
-        return observations, {**infos, CLEAN_KEY: np.array(observations, copy=True)}
-
-    def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict]:
-        observations, rewards, terminated, truncated, infos = self.env.step(actions)
-        return observations, rewards, terminated, truncated, {**infos, CLEAN_KEY: np.array(observations, copy=True)}
-
-
-class GreedyAgent:
-    """Acts greedily on the mean scores of ``passes`` passes (1 for a dense network) and records, at every step,
-    whether that action differs from the one it takes on the clean observation (a fresh set of passes)."""
-
-    def __init__(self, network: nn.Module, passes: int, device: str | torch.device) -> None:
-        self.network = network
-        self.passes = passes
-        self.device = torch.device(device)
-        self.changed: list[np.ndarray] = []
-
-    def __call__(self, observations: np.ndarray, infos: dict[str, Any]) -> np.ndarray:
-        seen = torch.as_tensor(np.asarray(observations), dtype=torch.float32, device=self.device)
-        clean = infos.get(CLEAN_KEY)
-        batch = seen if clean is None else torch.cat([seen, torch.as_tensor(clean, device=self.device).float()])
-        actions = mean_scores(self.network, batch, self.passes).argmax(1).cpu().numpy()
-        acted = actions[: len(seen)]
-        self.changed.append(acted != actions[len(seen) :] if clean is not None else np.zeros(len(seen), dtype=bool))
-        return acted
-
-    def changes(self, lengths: Sequence[int]) -> np.ndarray:
-        """Action changes within each environment's first episode (its first ``lengths[i]`` steps)."""
-        history = np.stack(self.changed)
-        return np.array([history[:length, i].sum() for i, length in enumerate(lengths)])
+def table_rows(
+    evaluations: Sequence[GameEvaluation], settings: EvalSettings, results: dict[str, PlayResult]
+) -> list[Row]:
+    """The rows (columns of :func:`table_columns`) of every evaluation, SAP fraction and budget whose plays are all
+    in ``results`` (cell key -> result), in table order: an interrupted run gives only its complete rows."""
+    out = []
+    for evaluation in evaluations:
+        for frac in settings.sap_fracs:
+            for lam in settings.lambdas:
+                keys = [evaluation.cell_key(play) for play in row_plays(settings, frac, lam)]
+                if all(key in results for key in keys):
+                    out.append(_row(evaluation, settings, frac, lam, [results[key] for key in keys]))
+    return out
 
 
-@dataclass
-class PlayResult:
-    """The scores of one play (one episode per environment) and how often the attack changed the action."""
-
-    scores: list[float]
-    lengths: list[int]
-    capped: int
-    action_changes: int
-
-    @property
-    def mean(self) -> float:
-        return float(np.mean(self.scores))
-
-    @property
-    def action_change_rate(self) -> float:
-        return self.action_changes / max(sum(self.lengths), 1)
+def _row(evaluation: GameEvaluation, settings: EvalSettings, frac: float, lam: float, played: list[PlayResult]) -> Row:
+    agent = evaluation.agent
+    row: Row = {"agent": agent.name, "agent_sha256": agent.sha256, "game": evaluation.game, "sap_frac": frac}
+    row |= {"lambda": lam, "episodes": settings.episodes}
+    for column, result in zip(columns(settings), played, strict=True):
+        row |= _cells(column, result, row)
+    return row
 
 
-@dataclass(frozen=True)
-class Play:
-    """One distinct play: the acting agent and, for lambda > 0, the attack. Equal plays run once."""
-
-    agent: str  # "dense" or "sap"
-    frac: float | None  # SAP fraction of the acting agent
-    lam: float
-    attacker: str | None = None
-    attacker_frac: float | None = None
-    attack: str | None = None
-    eot_samples: int = 1
-
-    def key(self) -> str:
-        """Every field, for the cell store (``describe`` is for people)."""
-        return (
-            f"{self.agent}:{self.frac!r}|lambda={self.lam!r}|{self.attack}:{self.attacker}:{self.attacker_frac!r}"
-            f":n={self.eot_samples}"
-        )
-
-    def describe(self) -> str:
-        who = "dense" if self.agent == "dense" else f"SAP-{self.frac * 100:g}"
-        if self.attack is None:
-            return f"{who} clean"
-        return f"{who} vs {self.attack}(on {self.attacker}, n={self.eot_samples}) lambda={self.lam:g}"
-
-
-def play_for(column: Column, frac: float, lam: float) -> Play:
-    """The play a column needs at one SAP fraction and budget."""
-    agent_frac = frac if column.agent == "sap" else None
-    if lam == 0:
-        return Play(column.agent, agent_frac, 0.0)
-    attacker_frac = frac if column.attacker == "sap" else None
-    return Play(column.agent, agent_frac, lam, column.attacker, attacker_frac, column.attack, column.eot_samples)
-
-
-@dataclass
-class GameEvaluation:
-    """Plays every needed game of one agent and one game, and assembles the table rows."""
-
-    agent: Agent
-    game: str
-    settings: EvalSettings
-    results: dict[Play, PlayResult] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        dense = self.agent.network
-        self.networks = {None: dense} | {f: insert_sap(copy.deepcopy(dense), f) for f in self.settings.sap_fracs}
-        self.fire = fire_action(self.game)
-        self._games: VectorEnv | None = None  # made once (about a second), reset with the seed by every play
-
-    def close(self) -> None:
-        if self._games is not None:
-            self._games.close()
-            self._games = None
-
-    def plays(self) -> list[Play]:
-        """Every distinct play, in table order."""
-        needed = [
-            play_for(column, frac, lam)
-            for frac in self.settings.sap_fracs
-            for lam in self.settings.lambdas
-            for column in columns(self.settings)
-        ]
-        return list(dict.fromkeys(needed))
-
-    def run(self, play: Play) -> PlayResult:
-        """Play the first episode of each of ``episodes`` environments, attacked as ``play`` says."""
-        s = self.settings
-        if self._games is None:
-            self._games = make_atari_eval_vec_env(self.game, s.episodes)
-        env: VectorEnv = _RecordCleanObservations(self._games)
-        if play.attack is not None:
-            env = VectorAdversarialObservation(
-                env,
-                self.networks[play.attacker_frac],
-                eps=play.lam,
-                attack=play.attack,
-                eot_samples=play.eot_samples,
-                attack_options=attack_options(play.attack, play.lam, s.pgd_steps),
-                seed=s.seed,
-                device=s.device,
-            )
-        passes = 1 if play.agent == "dense" else s.sap_passes
-        agent = GreedyAgent(self.networks[play.frac], passes, s.device)
-        torch.manual_seed(s.seed)  # the SAP agent's own draws: the same for every play
-        records = first_episodes(
-            env,
-            greedy_policy(agent, self.fire),
-            seed=s.seed,
-            max_steps=s.max_episode_steps,
-            progress=s.progress,
-            description=f"{self.game} {play.describe()}",
-        )
-        lengths = [r.length for r in records]
-        return PlayResult(
-            scores=[r.score for r in records],
-            lengths=lengths,
-            capped=sum(r.truncated for r in records),
-            action_changes=int(agent.changes(lengths).sum()),
-        )
-
-    def cell_key(self, play: Play) -> str:
-        """The play's key in a :class:`CellStore`: agent (name and sha256), game and every field of the play."""
-        return f"{self.agent.name}@{self.agent.sha256[:16]}/{self.game}/{play.key()}"
-
-    def play_all(self, store: CellStore | None = None, bar: tqdm | None = None) -> None:
-        """Play every play not yet in ``results``: taken from ``store`` where it holds it, else played and added
-        to ``store`` at once (so Ctrl-C loses at most the play that was running)."""
-        for play in self.plays():
-            key = self.cell_key(play)
-            if play not in self.results and store is not None and key in store:
-                self.results[play] = PlayResult(**store.get(key))
-            if play not in self.results:
-                self.results[play] = self.run(play)
-                if store is not None:
-                    store.add(key, dataclasses.asdict(self.results[play]))
-            if bar is not None:
-                bar.update()
-
-    def rows(self) -> list[dict[str, Any]]:
-        """One row per SAP fraction and budget whose plays are all done, the columns of :func:`table_columns`."""
-        out = []
-        for frac in self.settings.sap_fracs:
-            for lam in self.settings.lambdas:
-                needed = [play_for(column, frac, lam) for column in columns(self.settings)]
-                if not all(play in self.results for play in needed):
-                    continue  # an interrupted run: only complete rows go into the table
-                row: dict[str, Any] = {"agent": self.agent.name, "agent_sha256": self.agent.sha256}
-                row |= {"game": self.game, "sap_frac": frac, "lambda": lam, "episodes": self.settings.episodes}
-                for column, play in zip(columns(self.settings), needed, strict=True):
-                    row |= _cells(column, self.results[play], row)
-                out.append(row)
-        return out
-
-
-def _cells(column: Column, result: PlayResult, row: dict[str, Any]) -> dict[str, Any]:
+def _cells(column: Column, result: PlayResult, row: Row) -> Row:
     """A column's figures; a SAP column's relative change is taken against its baseline, already in ``row``."""
-    cells: dict[str, Any] = {f"{column.key}_mean": result.mean, f"{column.key}_se": standard_error(result.scores)}
+    cells: Row = {f"{column.key}_mean": result.mean, f"{column.key}_se": standard_error(result.scores)}
     if column.baseline:
         cells[f"{column.key}_rel_change_pct"] = relative_change(result.mean, row[f"{column.baseline}_mean"])
     cells[f"{column.key}_action_change"] = result.action_change_rate
@@ -413,46 +234,34 @@ def _cells(column: Column, result: PlayResult, row: dict[str, Any]) -> dict[str,
     return cells
 
 
-def attack_options(attack: str, lam: float, pgd_steps: int) -> dict[str, Any] | None:
-    """PGD: ``pgd_steps`` steps of 2.5 * lambda / steps from a random start; the other attacks keep the wrapper's
-    defaults (FGSM: one step of lambda; iterative: steps of one grey level, ceil(lambda) of them, as the paper)."""
-    return {"steps": pgd_steps, "step": 2.5 * lam / pgd_steps} if attack == "pgd" else None
+def stored_results(tasks: Sequence[Task], store: CellStore) -> dict[str, PlayResult]:
+    """The results ``store`` holds of ``tasks`` (what an interrupted run has finished)."""
+    keys = {evaluation.cell_key(play) for evaluation, play in tasks}
+    return {key: PlayResult(**store.get(key)) for key in keys if key in store}
 
 
-def game_evaluations(agents: Sequence[Agent], settings: EvalSettings) -> list[GameEvaluation]:
-    """One :class:`GameEvaluation` per agent and game, nothing played yet."""
-    return [GameEvaluation(agent, game, settings) for agent in agents for game in agent.games]
+def close_all(evaluations: Sequence[GameEvaluation]) -> None:
+    """Close every evaluation's environments."""
+    for evaluation in evaluations:
+        evaluation.close()
 
 
-def play_all(evaluations: Sequence[GameEvaluation], store: CellStore | None = None) -> None:
-    """Play every play of every evaluation (those in ``store`` are taken from it), with a bar over the plays;
-    the games' environments are closed however it ends."""
-    total = sum(len(evaluation.plays()) for evaluation in evaluations)
-    progress = any(evaluation.settings.progress for evaluation in evaluations)
-    try:
-        with tqdm(total=total, desc="plays", unit="play", disable=not progress) as bar:
-            for evaluation in evaluations:
-                evaluation.play_all(store, bar)
-    finally:
-        for evaluation in evaluations:
-            evaluation.close()
-
-
-def table_rows(evaluations: Sequence[GameEvaluation]) -> list[dict[str, Any]]:
-    """The complete rows of every evaluation, in table order."""
-    return [row for evaluation in evaluations for row in evaluation.rows()]
-
-
-def evaluate(agents: Sequence[Agent], settings: EvalSettings, store: CellStore | None = None) -> list[dict[str, Any]]:
+def evaluate(agents: Sequence[Agent], settings: EvalSettings, store: CellStore | None = None) -> list[Row]:
     """The table rows of every agent and game (see :func:`table_columns`); finished plays kept in ``store``."""
     evaluations = game_evaluations(agents, settings)
-    play_all(evaluations, store)
-    return table_rows(evaluations)
+    try:
+        results = run_plays(
+            table_tasks(evaluations, settings), store, progress=settings.progress, describe=describe_play
+        )
+    finally:
+        close_all(evaluations)
+    return table_rows(evaluations, settings, results)
 
 
 def run_settings(agents: Sequence[Agent], settings: EvalSettings, **extra: Any) -> dict[str, Any]:
-    """Every setting that shapes the results, the agents' files and sha256 included: what run.json records, what
-    ``--resume`` must match and what the cell store is keyed by (``extra``: e.g. torch threads)."""
+    """Every setting that shapes the results, the agents' files' sha256 and the engine protocol included: what
+    run.json records, what ``--resume`` must match and what the cell store is keyed by (``extra``: e.g. torch
+    threads)."""
     chosen = {k: v for k, v in dataclasses.asdict(settings).items() if k != "progress"}
     agents_info = [{**agent.describe(), "games": list(agent.games)} for agent in agents]
-    return {"agents": agents_info, **chosen, **extra}
+    return {"agents": agents_info, **chosen, "protocol": settings.protocol().describe(), **extra}

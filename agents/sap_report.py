@@ -8,14 +8,11 @@ import math
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from torch.utils.tensorboard import SummaryWriter
 
-from agents.sap_evaluation import Column, EvalSettings, columns
+from agents.sap_evaluation import Column, EvalSettings, Row, columns
 from rlrobust.reporting import write_tables
-
-Row = dict[str, Any]
 
 
 def column_title(column: Column, settings: EvalSettings) -> str:
@@ -56,17 +53,26 @@ def markdown_rows(rows: Sequence[Row], settings: EvalSettings) -> list[Row]:
 
 
 def notes(settings: EvalSettings, agents: Sequence[str], seconds: float, device: str) -> str:
-    """The Markdown's preamble: what each cell is and how many episodes and seeds it used."""
-    cap = f"capped at {settings.max_episode_steps} agent steps" if settings.max_episode_steps else "uncapped"
+    """The Markdown's preamble: what each cell is, how many episodes and seeds it used and how the games were
+    played (the engine protocol's settings)."""
+    protocol = settings.protocol()
+    cap = (
+        f"capped at {settings.max_episode_steps} agent steps ({protocol.max_frames:,} frames)"
+        if settings.max_episode_steps
+        else f"capped at ALE's {protocol.max_frames:,} frames"
+    )
+    fire = " and after every lost life" if protocol.fire_after_life_loss else " only"
     fracs = ", ".join(f"{f:g}" for f in settings.sap_fracs)
     return (
         f"Agents: {', '.join(agents)}. Each cell: **{settings.episodes} episodes**, the first episode of each of "
         f"{settings.episodes} environments of ale-py's vector env reset with **seed {settings.seed}** (one seed; "
         f"the same games in every cell, so columns are paired), {cap} (`*_capped` in results.csv counts capped "
-        f"episodes). DeepMind preprocessing, no sticky actions, raw scores. lambda in pixel units of 0-255 frames; "
-        f"the whole 4-frame stack is perturbed at every step. SAP fraction(s) {fracs} (1 = SAP-100) after every "
-        f"ReLU; the SAP agent acts on the mean Q-values of {settings.sap_passes} stochastic passes. Cells: mean "
-        f"score ± standard error (relative % change vs the dense agent under the same attack, "
+        f"episodes). Engine protocol {protocol.name} with these settings: DeepMind preprocessing, up to "
+        f"{protocol.noop_max} no-ops and FIRE at reset{fire}, no sticky actions, raw scores. lambda in pixel units "
+        f"of 0-255 frames; the whole 4-frame stack is perturbed at every step; PGD takes {settings.pgd_steps} steps "
+        f"of 2.5 * lambda / {settings.pgd_steps} from a random start. SAP fraction(s) {fracs} (1 = SAP-100) after "
+        f"every ReLU; the SAP agent acts on the mean Q-values of {settings.sap_passes} stochastic passes. Cells: "
+        f"mean score ± standard error (relative % change vs the dense agent under the same attack, "
         f"100 * (SAP - dense) / |dense|; n/a where the dense mean is 0) [share of steps where the perturbation "
         f"changed the acting agent's action; for the SAP agent this includes its own randomness, see lambda = 0]. "
         f"The adaptive EOT-PGD column is compared with the dense agent under PGD. At lambda = 0 nothing is "
@@ -88,10 +94,10 @@ def plot_scores(rows: Sequence[Row], settings: EvalSettings, path: Path) -> Path
         for frac in settings.sap_fracs:
             lines = [r for r in rows if (r["agent"], r["game"], r["sap_frac"]) == (agent, game, frac)]
             for column in columns(settings):
-                if column.agent == "dense" and frac != settings.sap_fracs[0]:
+                if not column.sap and frac != settings.sap_fracs[0]:
                     continue  # the dense lines are the same for every SAP fraction
                 label = column_title(column, settings)
-                if column.agent == "sap" and len(settings.sap_fracs) > 1:
+                if column.sap and len(settings.sap_fracs) > 1:
                     label += f", frac {frac:g}"
                 axis.errorbar(
                     [r["lambda"] for r in lines],

@@ -3,7 +3,9 @@ agent over the dense one, per game and lambda), with the attacker the paper used
 
 Columns: the dense agent attacked on itself; the SAP agent attacked through the dense network (transfer); the SAP
 agent attacked on itself with the paper's Monte-Carlo gradient; and, against the dense agent under PGD, the SAP agent
-under EOT-PGD (Athalye et al. 2018). Budgets lambda are pixel units of 0-255 frames.
+under EOT-PGD (Athalye et al. 2018). Budgets lambda are pixel units of 0-255 frames. The games are played by the
+evaluation engine (agents/evaluation, its sap-paper protocol with these settings; agents/sap_evaluation.py builds the
+plays): FIRE is pressed at reset only, unless --fire-after-life-loss (this script's behaviour before the engine).
 
     python scripts/eval_rl_sap.py                                # the most recent training run under runs/
     python scripts/eval_rl_sap.py runs/Bowling-ddqn-seed0-20261122-120000 --episodes 8
@@ -31,17 +33,18 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents.checkpoints import latest_run
+from agents.evaluation import Agent, distinct_agents, prepare_agent, run_plays
 from agents.sap_evaluation import (
     ATTACK_CHOICES,
     MAX_LAMBDA,
-    Agent,
     EvalSettings,
-    distinct_agents,
+    close_all,
+    describe_play,
     game_evaluations,
-    play_all,
-    prepare_agent,
     run_settings,
+    stored_results,
     table_rows,
+    table_tasks,
 )
 from agents.sap_report import write_report
 from rlrobust.cli import count, device, real, run_main
@@ -101,6 +104,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--eot-samples", type=count(), default=defaults.eot_samples, help="EOT-PGD passes per gradient")
     parser.add_argument("--pgd-steps", type=count(), default=defaults.pgd_steps, help="steps of PGD and EOT-PGD")
     parser.add_argument("--max-episode-steps", type=count(), help="cap on an episode's agent steps (None: ALE's)")
+    parser.add_argument(
+        "--fire-after-life-loss",
+        action="store_true",
+        help="press FIRE after every lost life too (this script's behaviour before the engine; default: at reset only)",
+    )
     parser.add_argument("--seed", type=count(0, 2**32 - 1), default=defaults.seed, help="the games' and draws' seed")
     parser.add_argument("--device", type=device, default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument(
@@ -181,16 +189,20 @@ def evaluate_into(
         print(f"Agent {agent.name} ({agent.file}, sha256 {agent.sha256[:12]}) on {', '.join(agent.games)}")
     print(f"Output folder: {out}" + (f" ({len(store)} finished plays kept from before)" if len(store) else ""))
     evaluations = game_evaluations(agents, settings)
-    total = sum(len(evaluation.plays()) for evaluation in evaluations)
+    tasks = table_tasks(evaluations, settings)
+    total = len({evaluation.cell_key(play) for evaluation, play in tasks})
     started = time.perf_counter()
+    interrupted = False
     try:
         with sigterm_as_interrupt():
-            play_all(evaluations, store)
-        interrupted = False
+            results = run_plays(tasks, store, progress=settings.progress, describe=describe_play)
     except KeyboardInterrupt:
         interrupted = True
-    rows = table_rows(evaluations)
-    done = sum(len(evaluation.results) for evaluation in evaluations)
+        results = stored_results(tasks, store)
+    finally:
+        close_all(evaluations)
+    rows = table_rows(evaluations, settings, results)
+    done = len(results)
     partial = f"interrupted after {done} of {total} plays; resume with --resume" if interrupted else ""
     names = [f"{a.name} (sha256 {a.sha256[:12]})" for a in agents]
     seconds = time.perf_counter() - started

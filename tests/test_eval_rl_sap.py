@@ -21,17 +21,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 import eval_rl_sap
 
+from agents.evaluation import Agent, GameEvaluation, PlayResult, prepare_agent
+from agents.evaluation.stats import standard_error
 from agents.networks import NeurIPSQNetwork
 from agents.sap_evaluation import (
-    Agent,
     EvalSettings,
-    GameEvaluation,
-    PlayResult,
+    columns,
     evaluate,
-    prepare_agent,
     relative_change,
-    standard_error,
     table_columns,
+    table_plays,
+    table_rows,
 )
 from agents.sap_report import markdown_rows
 from rlrobust.runs import INTERRUPTED_STATUS
@@ -79,6 +79,8 @@ def test_latest_run_end_to_end_writes_every_output_into_a_fresh_run_folder(tmp_p
     record = json.loads((out / "run.json").read_text())
     sha = record["settings"]["agents"][0]["sha256"]
     assert record["inputs"][run.name]["sha256"] == sha and record["settings"]["lambdas"] == [0.0, 2.0]
+    protocol = record["settings"]["protocol"]  # how the engine played: FIRE at reset only, 8 steps of 4 frames
+    assert (protocol["name"], protocol["fire_after_life_loss"], protocol["max_frames"]) == ("sap-paper", False, 32)
     settings = EvalSettings(**TINY_SETTINGS).validate()
     with (out / "results.csv").open() as handle:
         reader = csv.DictReader(handle)
@@ -133,21 +135,45 @@ def test_relative_change_and_standard_error():
 def test_rows_compare_each_sap_column_with_its_dense_baseline(tmp_path):
     network = NeurIPSQNetwork(6).eval()
     settings = EvalSettings(lambdas=(0, 1), episodes=2, progress=False).validate()
-    evaluation = GameEvaluation(Agent("toy", tmp_path, network, ["Pong"]), "Pong", settings)
-    means = {("dense", None): -20.0, ("sap", 1.0): -10.0}
-    for play in evaluation.plays():
-        mean = means[(play.agent, play.frac)] + (play.attack == "pgd") * 5.0 + (play.attacker == "sap") * 1.0
-        evaluation.results[play] = PlayResult([mean - 1, mean + 1], [10, 10], 0, 4)
-    clean, attacked = evaluation.rows()
+    evaluation = GameEvaluation(Agent("toy", tmp_path, network, ["Pong"]), "Pong", settings.protocol())
+    means = {None: -20.0, 1.0: -10.0}  # the dense agent, SAP-100
+    results = {}
+    for play in table_plays(settings):
+        attack = play.attack
+        mean = means[play.actor.sap_frac] + (attack is not None and attack.kind == "pgd") * 5.0
+        mean += (attack is not None and attack.on_sap_frac is not None) * 1.0  # attacked through the SAP net
+        results[evaluation.cell_key(play)] = PlayResult([mean - 1, mean + 1], [10, 10], 0, 4)
+    clean, attacked = table_rows([evaluation], settings, results)
     assert clean["sap_transfer_rel_change_pct"] == clean["sap_eot_rel_change_pct"] == 50.0  # -10 vs -20
     assert attacked["sap_transfer_rel_change_pct"] == 50.0
     assert attacked["sap_mc_rel_change_pct"] == pytest.approx(100 * (-9 + 20) / 20)
     assert attacked["sap_eot_rel_change_pct"] == pytest.approx(100 * (-4 + 15) / 15)  # against dense under PGD
     assert attacked["dense_action_change"] == 0.2 and attacked["dense_se"] == pytest.approx(1.0)
-    evaluation.results = {p: PlayResult([0.0, 0.0], [5, 5], 1, 0) for p in evaluation.plays()}
-    cells = markdown_rows(evaluation.rows(), settings)[1]
+    results = {evaluation.cell_key(p): PlayResult([0.0, 0.0], [5, 5], 1, 0) for p in table_plays(settings)}
+    cells = markdown_rows(table_rows([evaluation], settings, results), settings)[1]
     assert "0.0 ± 0.0 (n/a) [0%]" in cells.values()
     evaluation.close()
+
+
+def test_the_columns_are_engine_plays_of_the_sap_paper_protocol():
+    settings = EvalSettings(lambdas=(0, 4), sap_passes=3, mc_samples=5, eot_samples=7, pgd_steps=5).validate()
+    protocol = settings.protocol()
+    assert (protocol.name, protocol.max_frames, protocol.fire_after_life_loss) == ("sap-paper", 108_000, False)
+    assert (protocol.passes, protocol.eot_samples, protocol.pgd_steps, protocol.budgets) == (3, 7, 5, (4.0,))
+    capped = EvalSettings(max_episode_steps=100, fire_after_life_loss=True).validate().protocol()
+    assert (capped.max_frames, capped.fire_after_life_loss) == (400, True)
+    args = eval_rl_sap.parse_args(["--fire-after-life-loss", "--max-episode-steps", "100"])
+    assert eval_rl_sap.eval_settings(args).protocol() == capped  # the flag brings back the old FIRE
+    plays = {c.key: c.play(1.0, 4.0, protocol) for c in columns(settings)}
+    assert plays["dense"].actor.sap_frac is None and plays["dense"].actor.passes == 1
+    assert plays["sap_transfer"].actor.sap_frac == 1.0 and plays["sap_transfer"].actor.passes == 3
+    assert plays["sap_transfer"].attack.on_sap_frac is None and plays["sap_transfer"].attack.kind == "fgsm"
+    assert (plays["sap_mc"].attack.on_sap_frac, plays["sap_mc"].attack.eot_samples) == (1.0, 5)
+    eot = plays["sap_eot"].attack
+    assert (eot.kind, eot.eps, eot.eot_samples, eot.steps) == ("pgd", 4.0, 7, 5)
+    assert eot.step == pytest.approx(2.5 * 4.0 / 5)  # Madry et al.'s 2.5 budgets over the steps
+    assert plays["dense_pgd"].attack.step == pytest.approx(2.0) and plays["dense_pgd"].attack.eot_samples == 1
+    assert len(table_plays(settings)) == 2 + 5  # lambda 0: one clean play per agent; lambda 4: five
 
 
 def interrupt_at(monkeypatch, play_number: int) -> list:
@@ -156,11 +182,11 @@ def interrupt_at(monkeypatch, play_number: int) -> list:
     started = []
     run = GameEvaluation.run
 
-    def run_or_stop(self, play):
+    def run_or_stop(self, play, description=""):
         started.append(play)
         if len(started) == play_number:
             os.kill(os.getpid(), signal.SIGTERM)
-        return run(self, play)
+        return run(self, play, description)
 
     monkeypatch.setattr(GameEvaluation, "run", run_or_stop)
     return started
