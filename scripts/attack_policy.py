@@ -1,15 +1,19 @@
-"""Attack a trained Atari policy (PPO/A2C actor-critic, DQN, or a Stable-Baselines3 model) through the wrappers.
+"""Attack a trained Atari policy (PPO/A2C actor-critic, DQN, or a Stable-Baselines3 model) at lambda budgets.
 
-Plays ``--episodes`` episodes at once in ale-py's vector env (one per environment, the first episode of each),
-clean and under every attack and budget, and reports the mean score, how often the attack changed the
-policy's greedy action, and the perturbation size. Budgets are lambda on the 0-255 scale of the frames. The
-attacks run in the wrappers (``wrappers.VectorAdversarialObservation``); the random-sign baseline moves every
-pixel by the same lambda (``wrappers.VectorRandomNoiseObservation``).
+A thin view on the RL evaluation engine (``agents.evaluation``, as ``robustness_report.py``): the same episode
+loop, attack columns (noise, fgsm, iterative, pgd, worst) and cell store. It plays ``--episodes`` seeded games at
+once (the first of each vector environment, capped at ``--max-steps`` agent steps), clean and under every attack
+and lambda (0-255 scale, the ``sap-paper`` protocol's; PGD: ``--pgd-steps`` steps of lambda / 10), and reports the
+mean score with its 95 % interval, the greedy-action change rate and the perturbation size.
 
     python scripts/attack_policy.py                        # the shared PPO Pong agent from ../shared/data
     python scripts/attack_policy.py --game Breakout        # the shared PPO Breakout agent
     python scripts/attack_policy.py --agent pong_a2c_state_dict.pt --attacks fgsm noise --lambdas 1 2
     python scripts/attack_policy.py --sb3 ppo_pong.zip --sb3-algo ppo   # an SB3 PPO/A2C/DQN CnnPolicy zip
+
+FIRE is pressed at reset only. This script used to press it after every lost life too; that hides the stalls an
+attack can cause (an agent that never serves again), so it is now off, and ``--fire-after-life-loss`` brings it
+back to compare with older results.
 
 Every run writes a fresh folder, runs/attack_policy/<agent>-<game>-<YYYYmmdd-HHMMSS>/ unless --out names one, with
 run.json (every setting, the agent file's sha256) and cells.json (each finished setting, keyed by that sha256 and
@@ -21,27 +25,35 @@ command that continues and exits with status 130.
 from __future__ import annotations
 
 import argparse
-import shutil
+import dataclasses
 import sys
-import time
 from pathlib import Path
 
-import gymnasium as gym
-import numpy as np
 import torch
-from torch.utils.tensorboard import SummaryWriter
-from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents import load_agent, resolve_game
 from agents.actor_critic import ActorCritic
-from agents.env import action_meanings, fire_action, make_atari_eval_vec_env
-from agents.networks import FRAME_SHAPE
+from agents.env import action_meanings
+from agents.evaluation import (
+    PROTOCOLS,
+    Agent,
+    GameEvaluation,
+    Play,
+    PlayResult,
+    ReportSpec,
+    attack_tasks,
+    clean_tasks,
+    prepare_agent,
+    report_rows,
+    run_plays,
+    write_report,
+)
+from agents.evaluation.protocols import Protocol
+from agents.loading import model_file
 from agents.sb3_policies import load_sb3_policy
 from rlrobust.cli import count, device, real, run_main
-from rlrobust.files import sha256_of
-from rlrobust.reporting import write_tables
 from rlrobust.runs import (
     CELLS_FILE,
     INTERRUPTED_STATUS,
@@ -56,14 +68,9 @@ from rlrobust.runs import (
     sigterm_as_interrupt,
     write_run_record,
 )
-from wrappers import VectorAdversarialObservation, VectorRandomNoiseObservation
-from wrappers.evaluation import first_episodes, greedy_policy, summarise
 
 SHARED_ATARI = Path(__file__).resolve().parents[2] / "shared/data/atari/rl-policies-attacks-defenses"
-SHARED_AGENTS = {
-    "Pong": SHARED_ATARI / "pong_ppo_state_dict.pt",
-    "Breakout": SHARED_ATARI / "breakout_ppo_state_dict.pt",
-}
+SHARED_AGENTS = {game: SHARED_ATARI / f"{game.lower()}_ppo_state_dict.pt" for game in ("Pong", "Breakout")}
 ATTACK_CHOICES = ("noise", "fgsm", "iterative", "pgd")
 RUNS_ROOT = Path("runs/attack_policy")  # where each run's fresh folder goes when --out is not given
 MAX_EPISODES = 1024  # episodes run in parallel, one ALE emulator each: more only exhausts memory
@@ -74,24 +81,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--game", default="Pong")
     victim = parser.add_mutually_exclusive_group()
-    victim.add_argument("--agent", type=Path, help="actor-critic or Q-network state dict (default: shared PPO agent)")
+    victim.add_argument("--agent", type=Path, help="a state dict, agent file or run folder (default: shared PPO)")
     victim.add_argument("--sb3", type=Path, help="a Stable-Baselines3 model .zip (see --sb3-algo)")
     victim.add_argument("--random-agent", action="store_true", help="a randomly initialised actor-critic (smoke runs)")
     parser.add_argument("--sb3-algo", choices=("ppo", "a2c", "dqn"), default="ppo")
     parser.add_argument("--attacks", nargs="+", choices=ATTACK_CHOICES, default=list(ATTACK_CHOICES))
     parser.add_argument(
-        "--lambdas",
-        type=real(0, 255, low_open=True),
-        nargs="+",
-        default=[1, 2, 4],
-        help="budgets in (0, 255], pixel units (the clean run is always included)",
+        "--lambdas", type=real(0, 255, low_open=True), nargs="+", default=[1, 2, 4], help="budgets in (0, 255]"
     )
-    parser.add_argument(
-        "--episodes", type=count(1, MAX_EPISODES), default=4, help="episodes per setting, played in parallel"
-    )
-    parser.add_argument("--max-steps", type=count(), default=3000, help="cap on an episode's agent steps")
+    parser.add_argument("--episodes", type=count(1, MAX_EPISODES), default=4, help="games per setting, in parallel")
+    parser.add_argument("--max-steps", type=count(), default=3000, help="cap on a game's agent steps")
     parser.add_argument("--pgd-steps", type=count(), default=10)
     parser.add_argument("--perturb", choices=("stack", "newest"), default="stack")
+    parser.add_argument("--fire-after-life-loss", action="store_true", help="press FIRE after every lost life too")
     parser.add_argument("--seed", type=count(0, 2**32 - 1), default=0)
     parser.add_argument("--device", type=device, default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, help=f"output folder (default: a fresh one under {RUNS_ROOT}/)")
@@ -107,8 +109,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def victim_file(args: argparse.Namespace) -> Path | None:
-    """The file the victim is read from (None for --random-agent), checked before anything loads or is written:
-    a missing file, a folder or a game without a shared agent is one clear line."""
+    """The file or run folder the victim is read from (None for --random-agent), checked before anything loads or
+    is written: a missing file, a folder without a model or a game without a shared agent is one clear line."""
     if args.random_agent:
         return None
     path = args.sb3 if args.sb3 is not None else args.agent or SHARED_AGENTS.get(args.game)
@@ -117,100 +119,75 @@ def victim_file(args: argparse.Namespace) -> Path | None:
             f"no trained agent for {args.game}: pass --agent STATE_DICT (an actor-critic or a Q-network), --sb3 "
             f"MODEL.zip, or --random-agent for a smoke run (shared PPO agents exist for {', '.join(SHARED_AGENTS)})"
         )
-    if path.is_dir():
-        raise ValueError(f"{path} is a folder, not an agent file (a state dict or an SB3 .zip)")
-    if not path.is_file():
-        shared = (
-            " (the shared PPO agent; pass --agent, --sb3 or --random-agent)"
-            if path == SHARED_AGENTS.get(args.game)
-            else ""
-        )
-        raise FileNotFoundError(f"agent file not found: {path}{shared}")
+    if path.is_dir() and (args.sb3 is not None or not _holds_model(path)):
+        raise ValueError(f"{path} is a folder, not an agent file (a state dict or an SB3 .zip) or a training run")
+    if not path.exists():
+        shared = " (the shared PPO agent; pass --agent, --sb3 or --random-agent)"
+        raise FileNotFoundError(f"agent file not found: {path}{shared if path in SHARED_AGENTS.values() else ''}")
     return path
 
 
-def check_actions(victim: object, game: str, device: str) -> None:
-    """Refuse a victim whose number of actions is not the game's: its argmax would pick the wrong buttons."""
-    if isinstance(victim, torch.nn.Module):
-        with torch.no_grad():
-            scored = victim(torch.zeros((1, *FRAME_SHAPE), device=device)).shape[1]
-    else:
-        scored = getattr(getattr(victim, "action_space", None), "n", None)
-    n_actions = len(action_meanings(game))
-    if scored is not None and int(scored) != n_actions:
-        raise ValueError(f"the agent scores {scored} actions but {game} has {n_actions}: it is not an agent for {game}")
+def _holds_model(folder: Path) -> bool:
+    """Whether ``folder`` is a training run holding a model (its final model or a checkpoint)."""
+    try:
+        return model_file(folder).is_file()
+    except FileNotFoundError:
+        return False
 
 
-def load_victim(args: argparse.Namespace) -> tuple[torch.nn.Module, str]:
-    """The victim (a torch module scoring actions on (N, 4, 84, 84) frames) and a name for the report.
+def load_victim(args: argparse.Namespace, file: Path | None) -> tuple[Agent, str]:
+    """The victim checked against the game, and its description for the report.
 
     Files are read weights-only: SB3 zips are rebuilt from their tensors and readable JSON
-    (:func:`agents.sb3_policies.load_sb3_policy`), never with SB3's ``load``, which unpickles, so a crafted file
-    runs nothing and is refused in one line."""
-    if args.sb3 is not None:
-        network = load_sb3_policy(args.sb3, args.sb3_algo)
-        return network.to(args.device), f"SB3 {args.sb3_algo.upper()} CnnPolicy {args.sb3.name}"
-    if args.random_agent:
+    (:func:`agents.sb3_policies.load_sb3_policy`, which also checks ``--sb3-algo``), never with SB3's ``load``,
+    which unpickles, so a crafted file runs nothing and is refused in one line."""
+    if file is None:
         print("Attacking a RANDOMLY INITIALISED actor-critic (--random-agent): a smoke run, not a measurement.")
-        n_actions = len(action_meanings(args.game))
         torch.manual_seed(args.seed)
-        return ActorCritic(n_actions).eval().to(args.device), "random actor-critic"
-    path = args.agent or SHARED_AGENTS.get(args.game)
-    if path is None or not path.is_file():
-        raise FileNotFoundError(
-            f"no trained agent for {args.game} (looked for {path}): pass --agent STATE_DICT (an actor-critic or a "
-            "Q-network), --sb3 MODEL.zip, or --random-agent for a smoke run"
-        )
-    network = load_agent(path)
-    kind = "actor-critic" if isinstance(network, ActorCritic) else "Q-network"
-    return network.to(args.device), f"{kind} {path.name}"
+        network = ActorCritic(len(action_meanings(args.game))).eval().to(args.device)
+        name = "random actor-critic"
+        return Agent(name, Path("random-agent"), network, [args.game], sha256=None), name
+    if args.sb3 is not None:
+        agent = prepare_agent(file, [args.game], args.device, load=lambda f: load_sb3_policy(f, args.sb3_algo))
+        return agent, f"SB3 {args.sb3_algo.upper()} CnnPolicy {file.name}"
+    agent = prepare_agent(file, [args.game], args.device, load=load_agent)
+    kind = "actor-critic" if isinstance(agent.network, ActorCritic) else "Q-network"
+    return agent, f"{kind} {agent.file.name}"
 
 
-def make_policy(victim: torch.nn.Module, args: argparse.Namespace):
-    """The agent acting greedily on what it sees (the perturbed frames), pressing FIRE after a lost life."""
-
-    def act(observations: np.ndarray, infos: dict) -> np.ndarray:
-        with torch.no_grad():
-            frames = torch.as_tensor(observations, device=args.device, dtype=torch.float32)
-            return victim(frames).argmax(1).cpu().numpy()
-
-    return greedy_policy(act, fire_action(args.game))
-
-
-def settings_grid(args: argparse.Namespace) -> list[tuple[str, float]]:
-    return [("none", 0.0)] + [(attack, lam) for attack in args.attacks for lam in args.lambdas]
-
-
-def wrapped_env(attack: str, lam: float, victim: object, args: argparse.Namespace) -> gym.vector.VectorEnv:
-    env = make_atari_eval_vec_env(args.game, args.episodes)
-    common = {"perturb": args.perturb, "seed": args.seed, "device": args.device}
-    if attack == "none":
-        return env
-    if attack == "noise":
-        return VectorRandomNoiseObservation(env, eps=lam, kind="sign", victim=victim, **common)
-    options = {"steps": args.pgd_steps} if attack == "pgd" else None
-    return VectorAdversarialObservation(env, victim, eps=lam, attack=attack, attack_options=options, **common)
+def attack_protocol(args: argparse.Namespace) -> Protocol:
+    """The ``sap-paper`` protocol (lambda on the 0-255 scale, greedy acting, up to 30 no-ops) with this command's
+    games, cap and PGD: ``--pgd-steps`` steps of lambda / 10, the wrappers' default PGD step."""
+    return dataclasses.replace(
+        PROTOCOLS["sap-paper"],
+        name="attack-policy",
+        budgets=tuple(sorted(set(args.lambdas))),
+        attacks=tuple(dict.fromkeys(args.attacks)),
+        episodes=args.episodes,
+        max_frames=4 * args.max_steps,  # 4 emulator frames per agent step
+        fire_after_life_loss=args.fire_after_life_loss,
+        pgd_steps=args.pgd_steps,
+        pgd_step_frac=0.1,
+        passes=1,
+        source="scripts/attack_policy.py: the sap-paper protocol's lambda scale, its own games, cap and PGD",
+    )
 
 
-def label(attack: str, args: argparse.Namespace) -> str:
-    return {
-        "none": "clean",
-        "noise": "random sign noise",
-        "fgsm": "FGSM",
-        "iterative": "iterative (step 1)",
-        "pgd": f"PGD-{args.pgd_steps}",
-    }[attack]
-
-
-def job_settings(args: argparse.Namespace, file: Path | None, sha256: str | None) -> dict:
+def job_settings(args: argparse.Namespace, spec: ReportSpec, agent: Agent) -> dict:
     """Every setting that shapes the results, the victim's sha256 included: what run.json records, what --resume
     must match and what the finished settings in cells.json are keyed by (swap the agent file: nothing is reused)."""
     kind = "sb3" if args.sb3 is not None else "random" if args.random_agent else "state_dict"
-    victim = {"kind": kind, "file": file.name if file else None, "sha256": sha256}
+    victim = {"kind": kind, "file": agent.file.name if agent.file else None, "sha256": agent.sha256}
     if kind == "sb3":
         victim["sb3_algo"] = args.sb3_algo
-    names = ("game", "attacks", "lambdas", "episodes", "max_steps", "pgd_steps", "perturb", "seed", "device")
-    return {"victim": victim, **{name: getattr(args, name) for name in names}}
+    return {
+        "victim": victim,
+        "game": args.game,
+        "protocol": spec.protocol.describe(),
+        "perturb": spec.perturb,
+        "seed": args.seed,
+        "device": args.device,
+    }
 
 
 def main(argv: list[str] | None = None) -> int | None:
@@ -218,148 +195,82 @@ def main(argv: list[str] | None = None) -> int | None:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     file = victim_file(args)
-    victim, victim_name = load_victim(args)
-    check_actions(victim, args.game, args.device)
-    sha256 = sha256_of(file) if file is not None else None
-    settings = job_settings(args, file, sha256)
+    agent, described = load_victim(args, file)
+    protocol = attack_protocol(args)
+    spec = ReportSpec(protocol, protocol.attacks, perturb=args.perturb)
+    settings = job_settings(args, spec, agent)
     stem = f"{file.stem if file is not None else 'random-agent'}-{args.game}"
-    out = args.out if args.out is not None else fresh_run_dir(RUNS_ROOT, stem)
-    args.out = claim_output_dir(out, settings, resume=args.resume, overwrite=args.overwrite)
-    with RunLock(args.out):
+    out = claim_output_dir(
+        args.out or fresh_run_dir(RUNS_ROOT, stem), settings, resume=args.resume, overwrite=args.overwrite
+    )
+    with RunLock(out):
         if args.overwrite:
-            remove_outputs(args.out, OUTPUTS)
-        if read_run_record(args.out) is None:
-            write_run_record(args.out, "attack_policy", settings, {"victim": file or "random actor-critic"})
-        store = CellStore(args.out, settings)
-        print(f"Victim: {victim_name} (sha256 {sha256[:12] if sha256 else 'n/a'}); output folder: {args.out}")
-        started = time.perf_counter()
-        rows, interrupted = play_grid(args, victim, store, {"agent": victim_name, "agent_sha256": sha256})
-        partial = f"interrupted after {len(rows)} of {len(settings_grid(args))} settings" if interrupted else ""
+            remove_outputs(out, OUTPUTS)
+        if read_run_record(out) is None:
+            write_run_record(out, "attack_policy", settings, {"victim": file or "random actor-critic"})
+        store = CellStore(out, settings)
+        print(f"Victim: {described} (sha256 {(agent.sha256 or 'n/a')[:12]}); output folder: {out}")
+        total = 1 + len(spec.attacks) * len(protocol.budgets)
+        if len(store):
+            print(f"resuming: {len(store)} of {total} settings already done in {store.path}")
+        progress = not args.no_progress
+        evaluation = GameEvaluation(agent, args.game, protocol, seed=args.seed, device=args.device, progress=progress)
+        results, interrupted = play_all(evaluation, spec, store, progress)
+        rows = report_rows([evaluation], spec, results)
+        partial = f"interrupted after {len(results)} of {total} settings" if interrupted else ""
         if rows:
-            write_outputs(args, rows, victim_name, time.perf_counter() - started, partial=partial)
+            write_outputs(args, out, rows, spec, described, partial)
     if interrupted:
         print(
-            f"\nInterrupted: {len(rows)} finished settings kept in {args.out / CELLS_FILE}. Continue with:\n  "
-            + resume_command("scripts/attack_policy.py", argv, args.out),
+            f"\nInterrupted: {len(results)} finished settings kept in {out / CELLS_FILE}. Continue with:\n  "
+            + resume_command("scripts/attack_policy.py", argv, out),
             file=sys.stderr,
         )
         return INTERRUPTED_STATUS
     return None
 
 
-def cell_key(attack: str, lam: float) -> str:
-    """A setting's key in cells.json (the agent's sha256 and the other settings key the whole file)."""
-    return f"{attack}|lambda={lam!r}"
-
-
-def play_grid(args: argparse.Namespace, victim: object, store: CellStore, identity: dict) -> tuple[list[dict], bool]:
-    """Every setting's row, in grid order (finished ones from ``store``, each new one added to it at once), and
-    whether Ctrl-C or SIGTERM stopped the grid early."""
-    grid = settings_grid(args)
-    kept = sum(cell_key(attack, lam) in store for attack, lam in grid)
-    if kept:
-        print(f"resuming: {kept} of {len(grid)} settings already done in {store.path}")
-    rows: list[dict] = []
+def play_all(
+    evaluation: GameEvaluation, spec: ReportSpec, store: CellStore, progress: bool
+) -> tuple[dict[str, PlayResult], bool]:
+    """Every play's result (finished ones from ``store``, each new one added to it at once), and whether Ctrl-C or
+    SIGTERM stopped the run early (then the results are the finished ones)."""
     try:
-        with sigterm_as_interrupt(), tqdm(total=len(grid), desc="settings", disable=args.no_progress) as bar:
-            for attack, lam in grid:
-                key = cell_key(attack, lam)
-                if key not in store:
-                    store.add(key, play_setting(attack, lam, victim, args, identity))
-                    row = store.get(key)
-                    tqdm.write(f"{row['attack']:>20} lambda={lam:<4g} mean score {row['mean_score']:.1f}")
-                rows.append(store.get(key))
-                bar.update()
+        with sigterm_as_interrupt():
+            results = run_plays(clean_tasks([evaluation], spec), store, progress=progress)
+            attacked = [task for task, _, _ in attack_tasks([evaluation], spec, results)]
+            return results | run_plays(attacked, store, progress=progress, describe=_play_name), False
     except KeyboardInterrupt:
-        return rows, True
-    return rows, False
-
-
-def play_setting(attack: str, lam: float, victim: object, args: argparse.Namespace, identity: dict) -> dict:
-    """One row: the victim's first episode in each environment under ``attack`` at budget ``lam``."""
-    tic = time.perf_counter()
-    env = wrapped_env(attack, lam, victim, args)
-    try:
-        records = first_episodes(
-            env,
-            make_policy(victim, args),  # a fresh policy: its lost-life memory must not carry over from other games
-            seed=args.seed,
-            max_steps=args.max_steps,
-            progress=not args.no_progress,
-            description=f"{label(attack, args)} lambda={lam:g}",
-        )
+        return {key: PlayResult(**store.get(key)) for key in store.cells}, True
     finally:
-        env.close()
-    return {**identity, "attack": label(attack, args), "lambda": lam, **summarise(records)} | {
-        "seconds": time.perf_counter() - tic
-    }
+        evaluation.close()
 
 
-def score_table(rows: list[dict], lambdas: list[float]) -> list[dict[str, str]]:
-    """One line per attack, one column per budget; the clean score (no budget) fills every column of its line."""
-    table: dict[str, dict[str, str]] = {}
-    for r in rows:
-        cell = f"{r['mean_score']:.2f} ({r['action_change_rate']:.0%})"
-        line = table.setdefault(r["attack"], {"attack": r["attack"]})
-        for lam in lambdas if r["attack"] == "clean" else [r["lambda"]]:
-            line[f"lambda={lam:g}"] = cell
-    return list(table.values())
+def _play_name(evaluation: GameEvaluation, play: Play) -> str:
+    return f"{play.attack.kind} lambda={play.attack.eps:g}"
 
 
 def write_outputs(
-    args: argparse.Namespace, rows: list[dict], victim_name: str, seconds: float, partial: str = ""
+    args: argparse.Namespace, out: Path, rows: list[dict], spec: ReportSpec, described: str, partial: str
 ) -> None:
-    """The tables, the plot and TensorBoard scalars under ``args.out``; ``partial`` marks an interrupted run's."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """The tables, the plot and TensorBoard scalars under ``out`` (the report's writers); ``partial`` marks an
+    interrupted run's."""
+    p = spec.protocol
     notes = (
-        f"Victim: {victim_name} (sha256 {rows[0]['agent_sha256'] or 'n/a'}); game {args.game} (ale-py vector env, "
-        f"DeepMind preprocessing, no sticky actions, "
-        f"unclipped rewards); {args.episodes} episodes per setting (the first episode of each environment, seed "
-        f"{args.seed}, capped at {args.max_steps} steps; `capped` counts episodes stopped by the cap); perturb "
-        f"{args.perturb}; lambda on the 0-255 scale. action_change_rate: share of observations whose greedy action "
-        f"the perturbation changed. {seconds:.0f} s on {args.device} (this run)."
+        f"Victim: {described} (sha256 {rows[0]['agent_sha256'] or 'n/a'}); game {args.game} (ale-py vector env, "
+        f"DeepMind preprocessing, no sticky actions, unclipped rewards, up to {p.noop_max} no-ops, FIRE at reset"
+        f"{' and after every lost life' if p.fire_after_life_loss else ' only'}); {p.episodes} games per setting "
+        f"(the first game of each of {p.episodes} environments, seed {args.seed}, capped at {args.max_steps} agent "
+        f"steps; `capped` counts the games stopped by the cap); perturb {spec.perturb}; lambda on the 0-255 scale; "
+        f"PGD {p.pgd_steps} steps of lambda / 10 from a random start. action_change_rate: share of observations "
+        f"whose greedy action the perturbation changed; mean_linf: the perturbation's mean L-inf size. The settings "
+        f"took {sum(r['seconds'] for r in rows if r['attack'] != 'worst'):.0f} s on {args.device}."
     )
     warning = f"**PARTIAL TABLE: {partial}; continue with --resume.**\n\n" if partial else ""
-    paths = write_tables(
-        rows,
-        args.out,
-        title=f"Attacking {victim_name} in {args.game}",
-        notes=warning + notes + " Cells: mean score (greedy-action change rate).",
-        markdown_rows=score_table(rows, args.lambdas),
-    )
-    clean = next((r["mean_score"] for r in rows if r["attack"] == "clean"), None)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    attacks = dict.fromkeys(r["attack"] for r in rows if r["attack"] != "clean")
-    for i, attack in enumerate(attacks):
-        points = sorted(
-            (r["lambda"], r["mean_score"], r.get("action_change_rate", np.nan)) for r in rows if r["attack"] == attack
-        )
-        lams, scores, changes = zip(*points, strict=True)
-        style = {"marker": "osD^v"[i % 5], "linestyle": ("-", "--", ":", "-.")[i % 4], "label": attack, "alpha": 0.8}
-        axes[0].plot(lams, scores, **style)  # distinct markers and dashes keep overlapping lines visible
-        axes[1].plot(lams, changes, **style)
-    if clean is not None:
-        axes[0].axhline(clean, color="black", linestyle="--", label="clean")
-    axes[0].set(xlabel="lambda (0-255 scale)", ylabel=f"mean score ({args.episodes} episodes)", title=args.game)
-    axes[1].set(xlabel="lambda (0-255 scale)", ylabel="greedy-action change rate", ylim=(0, 1))
-    for axis in axes:
-        axis.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(args.out / "scores.png", dpi=120)
-    plt.close(fig)
-    shutil.rmtree(args.out / "tensorboard", ignore_errors=True)  # a resumed run's scalars replace the partial ones
-    with SummaryWriter(args.out / "tensorboard") as writer:
-        for r in rows:
-            writer.add_scalar(f"score/{r['attack']}", r["mean_score"], r["lambda"])
-            if "action_change_rate" in r:
-                writer.add_scalar(f"action_change/{r['attack']}", r["action_change_rate"], r["lambda"])
+    paths = write_report(rows, out, p, warning + notes, title=f"Attacking {described} in {args.game}")
     print(paths["md"].read_text())
     print(f"Results: {paths['csv']}, {paths['json']}, {paths['md']}")
-    print(f"Plot: {args.out / 'scores.png'}; TensorBoard: {args.out / 'tensorboard'}")
+    print(f"Plot: {out / 'scores.png'}; TensorBoard: {out / 'tensorboard'}")
 
 
 if __name__ == "__main__":

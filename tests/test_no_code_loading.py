@@ -318,5 +318,5 @@ def test_attack_policy_plays_an_sb3_zip_without_running_its_pickles(tmp_path, ca
     argv = ["--sb3", str(crafted), "--attacks", "fgsm", "--lambdas", "1", "--episodes", "1", "--max-steps", "3"]
     script.main([*argv, "--no-progress", "--out", str(tmp_path / "out")])
     rows = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert [row["attack"] for row in rows] == ["clean", "FGSM"]
+    assert [row["attack"] for row in rows] == ["clean", "fgsm", "worst"]
     assert "SB3 PPO CnnPolicy crafted.zip" in capsys.readouterr().out

@@ -37,15 +37,16 @@ def test_script_writes_tables_plot_and_a_fresh_folder_per_run(tmp_path, capsys, 
     first, second = sorted(Path("runs/attack_policy").iterdir())  # never the same folder, even within a second
     assert first.name.startswith("random-agent-Pong-") and second.name.startswith("random-agent-Pong-")
     rows = json.loads((first / "results.json").read_text())
-    assert [(r["attack"], r["lambda"]) for r in rows] == [("clean", 0.0), ("FGSM", 2.0), ("random sign noise", 2.0)]
+    assert [(r["attack"], r["lambda"]) for r in rows] == [("clean", 0.0), ("fgsm", 2.0), ("noise", 2.0), ("worst", 2.0)]
     assert all(r["episodes"] == 2 and r["capped"] == 2 and r["agent"] == "random actor-critic" for r in rows)
+    assert rows[3]["worst_of"] == min(rows[1:3], key=lambda r: r["mean"])["attack"]
     fgsm = rows[1]
     assert fgsm["attack_rate"] == 1.0 and fgsm["mean_linf"] == pytest.approx(2.0)
     for name in ("results.csv", "results.md", "scores.png", "run.json", "cells.json"):
         assert (first / name).is_file()
     assert "| FGSM |" in (first / "results.md").read_text()
     again = json.loads((second / "results.json").read_text())
-    assert [r | {"seconds": 0} for r in again] == [r | {"seconds": 0} for r in rows[:2]]  # same seed, same rows
+    assert [r | {"seconds": 0} for r in again[:2]] == [r | {"seconds": 0} for r in rows[:2]]  # same seed, same rows
 
 
 def test_results_are_keyed_by_the_agent_files_content_not_its_path(tmp_path, capsys, monkeypatch):
@@ -61,7 +62,7 @@ def test_results_are_keyed_by_the_agent_files_content_not_its_path(tmp_path, cap
         raise AssertionError("a finished setting was played again")
 
     with monkeypatch.context() as patch:  # the same file: every finished setting is reused
-        patch.setattr(attack_policy, "play_setting", must_not_play)
+        patch.setattr(attack_policy.GameEvaluation, "run", must_not_play)
         attack_policy.main([*argv, "--resume"])
     assert "2 of 2 settings already done" in capsys.readouterr().out
     assert json.loads((out / "results.json").read_text()) == first
@@ -80,24 +81,24 @@ def test_results_are_keyed_by_the_agent_files_content_not_its_path(tmp_path, cap
 def test_ctrl_c_keeps_finished_settings_and_resume_completes_the_table(tmp_path, capsys, monkeypatch):
     out = tmp_path / "out"
     argv = ["--random-agent", *SMOKE, "--attacks", "fgsm", "noise", "--out", str(out)]
-    play = attack_policy.play_setting
+    play = attack_policy.GameEvaluation.run
     calls = []
 
-    def stop_at_the_third(*args, **kwargs):
-        calls.append(args[:2])
+    def stop_at_the_third(evaluation, *args, **kwargs):
+        calls.append(args[:1])
         if len(calls) == 3:
             raise KeyboardInterrupt
-        return play(*args, **kwargs)
+        return play(evaluation, *args, **kwargs)
 
-    monkeypatch.setattr(attack_policy, "play_setting", stop_at_the_third)
+    monkeypatch.setattr(attack_policy.GameEvaluation, "run", stop_at_the_third)
     assert attack_policy.main(argv) == INTERRUPTED_STATUS
     err = capsys.readouterr().err
     assert "Interrupted: 2 finished settings kept" in err and f"--out {out} --resume" in err
     partial = json.loads((out / "results.json").read_text())
-    assert [r["attack"] for r in partial] == ["clean", "FGSM"]
+    assert [r["attack"] for r in partial] == ["clean", "fgsm"]
     assert "PARTIAL TABLE: interrupted after 2 of 3 settings" in (out / "results.md").read_text()
-    monkeypatch.setattr(attack_policy, "play_setting", play)
+    monkeypatch.setattr(attack_policy.GameEvaluation, "run", play)
     assert attack_policy.main([*argv, "--resume"]) is None
     rows = json.loads((out / "results.json").read_text())
-    assert rows[:2] == partial and [r["attack"] for r in rows] == ["clean", "FGSM", "random sign noise"]
+    assert rows[:2] == partial and [r["attack"] for r in rows] == ["clean", "fgsm", "noise", "worst"]
     assert "PARTIAL" not in (out / "results.md").read_text()

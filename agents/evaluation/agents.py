@@ -6,7 +6,7 @@ a path and nothing saved for the old one is reused; move it and everything still
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ class Agent:
     path: Path
     network: nn.Module
     games: list[str]
-    sha256: str = ""
+    sha256: str | None = ""  # None: no file (a randomly initialised agent for smoke runs)
     file: Path | None = None
     stochastic: bool = False  # two passes on one observation differ (dropout, noise, SAP already inside)
 
@@ -49,15 +49,21 @@ def split_agent_argument(text: str) -> tuple[Path, list[str] | None]:
     return Path(path), [game] if game else None
 
 
-def prepare_agent(path: str | Path, games: Sequence[str] | None, device: str | torch.device = "cpu") -> Agent:
-    """Load the agent at ``path`` and check it against its games (``games``, else the one its run recorded).
+def prepare_agent(
+    path: str | Path,
+    games: Sequence[str] | None,
+    device: str | torch.device = "cpu",
+    load: Callable[[Path], nn.Module] = load_agent,
+) -> Agent:
+    """Load the agent at ``path`` with ``load`` (a stricter loader may replace :func:`load_agent`, e.g. one that
+    checks an SB3 zip's algorithm) and check it against its games (``games``, else the one its run recorded).
 
     Raises ``FileNotFoundError`` for a missing file, ``ValueError`` for an unknown game, a game the agent cannot
     play (another number of actions) or an agent whose game is unknown.
     """
     path = Path(path)
     file = model_file(path)
-    network = load_agent(file)
+    network = load(file)
     recorded = recorded_game(path)
     chosen = [resolve_game(g) for g in games] if games else [resolve_game(recorded)] if recorded else []
     if not chosen:

@@ -97,7 +97,7 @@ class GameEvaluation:
 
     def cell_key(self, play: Play) -> str:
         """The play's key in a :class:`CellStore`: agent (name and sha256), game and every field of the play."""
-        return f"{self.agent.name}@{self.agent.sha256[:16]}/{self.game}/{play.key()}"
+        return f"{self.agent.name}@{(self.agent.sha256 or 'no-file')[:16]}/{self.game}/{play.key()}"
 
     def run(self, play: Play, description: str = "") -> PlayResult:
         """Play the first episode of each of the protocol's environments, attacked as ``play`` says."""

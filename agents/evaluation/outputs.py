@@ -45,12 +45,14 @@ def markdown_rows(rows: Sequence[dict[str, Any]], protocol: Protocol) -> list[di
     return list(table.values())
 
 
-def write_report(rows: Sequence[dict[str, Any]], out: Path, protocol: Protocol, notes: str) -> dict[str, Path]:
+def write_report(
+    rows: Sequence[dict[str, Any]], out: Path, protocol: Protocol, notes: str, title: str = ""
+) -> dict[str, Path]:
     """results.csv/.json/.md, scores.png and tensorboard/ under ``out``; returns the table paths."""
     paths = write_tables(
         rows,
         out,
-        title=f"Robustness report, protocol {protocol.name}",
+        title=title or f"Robustness report, protocol {protocol.name}",
         notes=notes + " Cells: mean score ± half of the 95 % t-interval (greedy-action change rate).",
         markdown_rows=markdown_rows(rows, protocol),
     )

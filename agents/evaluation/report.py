@@ -12,7 +12,7 @@ every gradient averages ``eot_samples`` passes of the network it acts with.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from agents.evaluation.engine import GameEvaluation, PlayResult, Task
@@ -35,11 +35,13 @@ LABELS = {
 
 @dataclass(frozen=True)
 class ReportSpec:
-    """What a report plays: the protocol (budgets on its scale), its attacks, and SAP inserted or not."""
+    """What a report plays: the protocol (budgets on its scale), its attacks, SAP inserted or not, and which
+    frames of each stack the attacks perturb (``newest``: only the newest frame)."""
 
     protocol: Protocol
     attacks: tuple[str, ...]
     sap_frac: float | None = None
+    perturb: str = "stack"
 
     def actor(self) -> Actor:
         passes = self.protocol.passes if self.sap_frac is not None else 1
@@ -80,7 +82,8 @@ def attack_tasks(
         for budget in spec.protocol.budgets:
             eps = spec.protocol.to_pixels(budget)
             for name in spec.attacks:
-                play = Play(actor, attack_for(name, eps, spec.protocol, spec.eot(evaluation), spec.sap_frac))
+                attack = attack_for(name, eps, spec.protocol, spec.eot(evaluation), spec.sap_frac)
+                play = Play(actor, replace(attack, perturb=spec.perturb))
                 if name == "pgd-timed":
                     play = play.with_threshold(threshold)
                 out.append(((evaluation, play), name, budget))
@@ -103,6 +106,7 @@ def row(evaluation: GameEvaluation, name: str, budget: float, result: PlayResult
         **summary(result.scores),
         "action_change_rate": result.action_change_rate,
         "attack_rate": result.attack_rate if name != "clean" else 0.0,
+        "mean_linf": result.mean_linf,
         "mean_length": sum(result.lengths) / len(result.lengths),
         "capped": result.capped,
         "eot_samples": eot,
