@@ -70,10 +70,14 @@ class Protocol:
                     f"the {self.name} protocol takes eps on [0, 1]-scaled frames; {budget:g} looks like the 0-255 "
                     f"scale (write {budget:g}/255)"
                 )
-            if self.budget_scale == "pixel" and not 1 <= budget <= PIXELS:
+            if self.budget_scale == "pixel" and budget < 1:
                 raise ValueError(
                     f"the {self.name} protocol takes lambda in grey levels of the 0-255 scale, [1, 255]; {budget:g} "
                     f"looks like the [0, 1] scale (write {budget * PIXELS:g})"
+                )
+            if self.budget_scale == "pixel" and budget > PIXELS:
+                raise ValueError(
+                    f"the {self.name} protocol takes lambda in grey levels of the 0-255 scale, [1, 255], got {budget:g}"
                 )
         return tuple(sorted({float(b) for b in budgets}))
 

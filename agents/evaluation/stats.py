@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from itertools import pairwise
 
 import numpy as np
 
@@ -13,12 +14,14 @@ _T975 = (
     2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
     2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
 )  # fmt: skip
-_T975_LARGE = {40: 2.021, 60: 2.000, 120: 1.980}
-_NORMAL975 = 1.959964
+# Further rows (30 repeated as the first), ending with the normal's quantile at infinitely many degrees of freedom.
+_T975_LARGE = {30: 2.042, 40: 2.021, 60: 2.000, 120: 1.980, math.inf: 1.959964}
 
 
 def t_quantile_975(dof: int) -> float:
-    """The 97.5 % quantile of Student's t with ``dof`` degrees of freedom (the table's, conservative between rows).
+    """The 97.5 % quantile of Student's t with ``dof`` degrees of freedom: the table's row, and between rows (above
+    30) the standard reading, linear in 1/dof, within 0.001 of the exact value (taking the next row instead would
+    narrow the interval, e.g. 2.000 for the 2.010 of 50 episodes).
 
     >>> t_quantile_975(9)
     2.262
@@ -27,10 +30,11 @@ def t_quantile_975(dof: int) -> float:
         raise ValueError(f"degrees of freedom must be >= 1, got {dof}")
     if dof <= len(_T975):
         return _T975[dof - 1]
-    for limit, value in _T975_LARGE.items():
-        if dof <= limit:
-            return value
-    return _NORMAL975
+    for (low, t_low), (high, t_high) in pairwise(_T975_LARGE.items()):
+        if dof <= high:
+            share = (1 / low - 1 / dof) / (1 / low - 1 / high)
+            return t_low + share * (t_high - t_low)
+    raise AssertionError("unreachable: the last row is at infinity")
 
 
 def standard_error(scores: Sequence[float]) -> float:
