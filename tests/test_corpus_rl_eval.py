@@ -1,5 +1,6 @@
-"""Bad-input corpus of the RL evaluation scripts (scripts/eval_rl_sap.py, scripts/attack_policy.py): every case ends
-with one ``error: ...`` line naming the problem, exit status 2 and nothing written to the output folder.
+"""Bad-input corpus of the RL evaluation scripts (scripts/eval_rl_sap.py, scripts/attack_policy.py,
+scripts/robustness_report.py): every case ends with one ``error: ...`` line naming the problem, exit status 2 and
+nothing written to the output folder.
 
 Agent files are made per case in the case's temporary folder (``{tmp}``): a Pong-sized NeurIPS Q-network
 (``pong6.pt``), a 4-action one (``four.pt``), a text file, an empty folder, a plain file where a folder belongs and
@@ -9,11 +10,13 @@ a folder holding another run's results. Cases on the shared Atari agents skip cl
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
+from agents.evaluation import GameEvaluation, split_agent_argument
 from agents.networks import NeurIPSQNetwork
 from tests.conftest import SHARED_DATA
 from tests.corpus import Case, run_case
@@ -34,6 +37,13 @@ def attack(*argv: str, message: str, out: bool = True) -> Case:
     """An attack_policy.py case on the random agent unless ``argv`` names a victim."""
     victim = () if any(a in argv for a in ("--agent", "--sb3", "--random-agent")) else ("--random-agent",)
     return Case("attack_policy", (*victim, *argv, "--no-progress", *_out(argv, out)), message)
+
+
+def report(*argv: str, message: str, out: bool = True) -> Case:
+    """A robustness_report.py case on the Pong-sized agent (``pong6.pt@Pong``) unless ``argv`` names its agents."""
+    named = argv and not argv[0].startswith("-")
+    agent = () if named else ("{tmp}/pong6.pt@Pong",)
+    return Case("robustness_report", (*agent, *argv, "--no-progress", *_out(argv, out)), message)
 
 
 def _out(argv: tuple[str, ...], out: bool) -> tuple[str, ...]:
@@ -111,6 +121,49 @@ ATTACK_CASES = [
     attack("--resume", message="--resume needs --out", out=False),
 ]
 
+REPORT_CASES = [
+    # protocols, attacks and budgets (on the protocol's scale)
+    report("--protocol", "atari", message="unknown protocol 'atari'; choose one of sa-dqn, nature, sap-paper"),
+    report("--attacks", "pgd", "cw", message="unknown attack 'cw'; choose from noise, fgsm, iterative, pgd"),
+    report("--budgets", "-0.01", message="budgets must be finite and > 0"),
+    report("--budgets=-1/255", message="budgets must be finite and > 0"),
+    report("--budgets", "0", message="budgets must be finite and > 0"),
+    report("--budgets", "nan", message="--budgets: must be a finite number"),
+    report("--budgets", "1/255", "inf", message="--budgets: must be a finite number"),
+    report("--budgets", "1/0", message="--budgets: not a number or fraction"),
+    report("--budgets", "3", message="3 looks like the 0-255 scale (write 3/255)"),
+    report("--protocol", "nature", "--budgets", "8", message="the nature protocol takes eps on [0, 1]-scaled"),
+    report("--protocol", "sap-paper", "--budgets", "0.01", message="0.01 looks like the [0, 1] scale (write 2.55)"),
+    report("--protocol", "sap-paper", "--budgets", "300", message="[1, 255], got 300"),
+    # other numbers
+    report("--episodes", "0", message="--episodes: must be an integer in [1, 1024]"),
+    report("--episodes", "2.5", message="--episodes: not an integer"),
+    report("--max-frames", "0", message="--max-frames: must be an integer >= 1"),
+    report("--sap-frac", "0", message="--sap-frac: must lie in (0, 100]"),
+    report("--sap-frac", "nan", message="--sap-frac: must be a finite number"),
+    report("--seed", "-1", message="--seed: must be an integer in [0, 4294967295]"),
+    report("--torch-threads", "-1", message="--torch-threads: must be an integer in [0, 4096]"),
+    report("--device", "gpu", message="--device: not a torch device: 'gpu'"),
+    # games and agent files
+    report("{tmp}/pong6.pt@Pongg", message="unknown Atari game 'Pongg'; did you mean Pong"),
+    report("{tmp}/pong6.pt", "--games", "Pongg", message="unknown Atari game 'Pongg'"),
+    report("{tmp}/four.pt@Pong", message="scores 4 actions but Pong has 6: it is not an agent for Pong"),
+    report("{tmp}/pong6.pt", "--games", "Pong", "Breakout", message="scores 6 actions but Breakout has 4"),
+    report("{tmp}/pong6.pt@Pong", "{tmp}/four.pt@Pong", message="scores 4 actions but Pong has 6"),
+    report("{tmp}/missing.pt@Pong", message="agent checkpoint not found"),
+    report("{tmp}/notes.txt@Pong", message="cannot read agent checkpoint"),
+    report("{tmp}/folder@Pong", message="is a directory without final_model.zip"),
+    report("{tmp}/pong6.pt", message="cannot tell which game"),
+    report("{tmp}/pong6.pt@Pong", "{tmp}/pong6.pt@Pong", message="the same agent weights are given twice"),
+    # output folders and conflicting flags
+    report("--out", "{tmp}/outfile", message="exists and is not a folder"),
+    report("--out", "{tmp}/outfile/report", message="exists and is not a folder"),
+    report("--out", "{tmp}/taken", message="already holds results of another run"),
+    report("--out", "{tmp}/taken", "--resume", message="other settings"),
+    report("--resume", message="--resume needs --out", out=False),
+    report("--resume", "--overwrite", message="not allowed with argument"),
+]
+
 # The shared trained agents: the wrong game for each (skipped where ../shared/data is absent).
 SHARED_CASES = [
     sap(str(PPO / "breakout_ppo_state_dict.pt"), "--games", "Pong", message="scores 4 actions but Pong has 6"),
@@ -118,6 +171,7 @@ SHARED_CASES = [
     sap(str(DQN), "--games", "Pong", "--sap-frac", "1", "1e9", message="--sap-frac: must lie in (0, 100]"),
     attack("--agent", str(PPO / "pong_ppo_state_dict.pt"), "--game", "Breakout", message="Breakout has 4"),
     attack("--agent", str(PPO / "breakout_ppo_state_dict.pt"), message="scores 4 actions but Pong has 6"),
+    report(f"{PPO / 'breakout_ppo_state_dict.pt'}@Pong", message="scores 4 actions but Pong has 6"),
 ]
 
 
@@ -142,13 +196,49 @@ def test_bad_input_is_one_clear_error_line(case, tmp_path, capsys):
     assert (tmp_path / "taken" / "results.csv").read_text() == "attack,lambda\n"  # another run's results untouched
 
 
+@pytest.fixture
+def no_game_is_played(monkeypatch):
+    """A bad input is refused before any game starts: a play fails the case (a bug, so a traceback)."""
+
+    def refuse(self, play, description=""):
+        raise AssertionError(f"a game was played before the bad input was refused: {play}")
+
+    monkeypatch.setattr(GameEvaluation, "run", refuse)
+
+
+@pytest.mark.parametrize("case", REPORT_CASES, ids=lambda c: c.id)
+def test_robustness_report_refuses_bad_input_before_playing(case, tmp_path, capsys, no_game_is_played):
+    make_inputs(tmp_path)
+    run_case(case, tmp_path, capsys)
+    assert (tmp_path / "taken" / "results.csv").read_text() == "attack,lambda\n"
+
+
+def test_robustness_report_refuses_an_unwritable_output_folder_before_playing(
+    tmp_path, capsys, monkeypatch, no_game_is_played
+):
+    make_inputs(tmp_path)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    if os.access(locked, os.W_OK):  # root ignores the mode: deny it as a read-only mount would
+        access = os.access
+        monkeypatch.setattr(os, "access", lambda path, mode, **kw: Path(path) != locked and access(path, mode, **kw))
+    try:
+        line = run_case(report("--out", "{tmp}/locked/report", message="is not writable"), tmp_path, capsys)
+    finally:
+        locked.chmod(0o755)
+    assert f"no write permission on {locked}" in line and not any(locked.iterdir())
+
+
 @pytest.mark.parametrize("case", SHARED_CASES, ids=lambda c: c.id)
 def test_shared_agents_on_the_wrong_game_are_refused(case, tmp_path, capsys):
     for arg in case.argv:
-        if arg.startswith(str(SHARED_DATA)) and not Path(arg).is_file():
-            pytest.skip(f"shared data file not present: {arg}")
+        path, _ = split_agent_argument(arg)  # PATH@GAME names the file PATH
+        if arg.startswith(str(SHARED_DATA)) and not path.is_file():
+            pytest.skip(f"shared data file not present: {path}")
     run_case(case, tmp_path, capsys)
 
 
 def test_the_corpus_is_large_enough():
     assert len(SAP_CASES) + len(ATTACK_CASES) + len(SHARED_CASES) >= 60
+    assert len(REPORT_CASES) >= 30

@@ -157,7 +157,11 @@ def run_plays(
     ``describe(task)`` names a play on its progress bar."""
     runtime = runtime or Runtime(torch.device("cpu"))
     unique = {evaluation.cell_key(play): (evaluation, play) for evaluation, play in tasks}
-    results = {key: PlayResult(**store.get(key)) for key in unique if store is not None and key in store}
+    stored = {key for key in unique if store is not None and key in store}
+    # Every process must shard the same list: a process whose store was opened after another had added a cell
+    # sees more, so a cell counts as stored only where every process holds it (the rest are played again).
+    stored = set.intersection(*gather_objects(stored, runtime))
+    results = {key: PlayResult(**store.get(key)) for key in unique if key in stored}
     pending = [key for key in unique if key not in results]
     mine = shard(pending, runtime)
     played: dict[str, dict] = {}

@@ -84,7 +84,8 @@ def plot(rows: Sequence[dict[str, Any]], path: Path, protocol: Protocol) -> None
             axes[1][g].plot(xs, [r["action_change_rate"] for r in points], **style)
         axes[0][g].set(title=game, ylabel="mean score")
         axes[1][g].set(xlabel="budget (grey levels of 0-255 frames)", ylabel="action-change rate", ylim=(0, 1))
-        axes[0][g].legend(fontsize=6)
+        if lines:  # a partial table may hold the clean row alone
+            axes[0][g].legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
