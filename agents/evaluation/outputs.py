@@ -92,11 +92,16 @@ def plot(rows: Sequence[dict[str, Any]], path: Path, protocol: Protocol) -> None
 
 
 def tensorboard(rows: Sequence[dict[str, Any]], folder: Path, protocol: Protocol) -> None:
-    """Scalars ``score/<agent>/<game>/<attack>`` and ``action_change/...`` against the budget in grey levels."""
+    """Scalars ``score/<agent>/<game>/<attack>`` and ``action_change/...`` against the budget's index (0: clean,
+    1: the smallest budget, ...; a fractional lambda has no whole step of its own), and the index-to-budget map as
+    text."""
     shutil.rmtree(folder, ignore_errors=True)  # a resumed run's scalars replace the partial ones
+    budgets = (0.0, *protocol.budgets)
     with SummaryWriter(folder) as writer:
+        mapping = ", ".join(f"{i}: {budget_text(b, protocol)}" for i, b in enumerate(budgets))
+        writer.add_text("budget_index", f"{protocol.budget_name} by step: {mapping}")
         for r in rows:
-            step = round(protocol.to_pixels(r[protocol.budget_name]))
+            step = budgets.index(r[protocol.budget_name])
             tag = f"{r['agent']}/{r['game']}/{r['attack']}"
             writer.add_scalar(f"score/{tag}", r["mean"], step)
             writer.add_scalar(f"action_change/{tag}", r["action_change_rate"], step)
