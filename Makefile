@@ -10,7 +10,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCHATTACKS_SPEC ?= torchattacks==3.5.1
 
 .PHONY: install demo train-demo eval-demo core-demo test test-all lint format bench bench-ddqn bench-wrappers \
-	bench-classifier attack clean
+	bench-classifier gpu-check attack clean
 
 install: $(VENV)/.installed
 
@@ -63,6 +63,11 @@ bench-wrappers: install
 
 bench-classifier: install
 	$(PY) benchmarks/bench_classifier.py
+
+# Every GPU goal measured in one run of at most 8 minutes: benchmarks/gpu/<date>-<device>.{md,json}, rewritten after
+# each part. SMOKE=1: the same parts at toy sizes on the CPU (report under runs/gpu-check/), to check the script.
+gpu-check: install
+	$(PY) benchmarks/gpu_check.py $(if $(filter-out 0,$(SMOKE)),--smoke) $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -109,7 +109,9 @@ def reference_images_per_second(
     return seen / (time.perf_counter() - started)
 
 
-def ours_seconds(n_batches: int, device: str, arch: str, batch_size: int, compile_model: bool, dataset: str) -> float:
+def ours_seconds(
+    n_batches: int, device: str, arch: str, batch_size: int, compile_model: bool, dataset: str, amp: str = "auto"
+) -> float:
     with tempfile.TemporaryDirectory() as out:
         config = make_config(
             "pgd_at",
@@ -123,6 +125,7 @@ def ours_seconds(n_batches: int, device: str, arch: str, batch_size: int, compil
             eval_steps=1,
             device=device,
             compile=compile_model,
+            amp=amp,
             select_from_epoch=1,
             out_dir=out,
         )
@@ -142,6 +145,9 @@ def main() -> None:
     parser.add_argument("--batches", type=cli.count(), default=100 if on_gpu else 3, help="timed batches")
     parser.add_argument("--warmup", type=cli.count(0), default=5 if on_gpu else 2)
     parser.add_argument("--compile", action="store_true", help="torch.compile in our trainer")
+    parser.add_argument(
+        "--amp", default="auto", choices=["auto", "bf16", "off"], help="our trainer's autocast (auto: bf16 on CUDA)"
+    )
     parser.add_argument("--arch", default="resnet18", choices=sorted(ARCHITECTURES), help="the issue's: resnet18")
     parser.add_argument("--batch-size", type=cli.count(), default=128, help="the issue's: 128")
     parser.add_argument("--workers", type=cli.count(0), default=4 if on_gpu else 0, help="reference DataLoader workers")
@@ -155,14 +161,15 @@ def main() -> None:
         parser.error(f"{needed} images asked for; the generated set has 50,000 (one CIFAR-10 epoch)")
     data = load_dataset(dataset, "train")  # the trainer loads the same images (same seed)
     shape = (args.arch, args.batch_size)
-    short = ours_seconds(args.warmup, args.device, *shape, args.compile, dataset)
-    long = ours_seconds(args.warmup + args.batches, args.device, *shape, args.compile, dataset)
+    short = ours_seconds(args.warmup, args.device, *shape, args.compile, dataset, args.amp)
+    long = ours_seconds(args.warmup + args.batches, args.device, *shape, args.compile, dataset, args.amp)
     ours = args.batches * args.batch_size / max(long - short, 1e-9)
     reference = reference_images_per_second(data, args.device, *shape, args.warmup, args.batches, args.workers)
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-    ours_setting = "uint8 data on device, batched crop+flip" + (
-        ", bf16 autocast, channels-last" if args.device == "cuda" else ", fp32"
-    )
+    on_cuda = args.device.startswith("cuda")
+    bf16 = args.amp == "bf16" or (args.amp == "auto" and on_cuda)  # the trainer's own rule for "auto"
+    ours_setting = "uint8 data on device, batched crop+flip" + (", bf16 autocast" if bf16 else ", fp32")
+    ours_setting += ", channels-last" if on_cuda else ""
     rows = [
         {
             "loop": "ours (classifiers.training)",

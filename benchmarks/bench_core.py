@@ -92,7 +92,7 @@ def timed_pair(
     return statistics.median(ours_ms), statistics.median(peer_ms) if peer else float("nan"), len(ours_ms)
 
 
-def attack_rows(name, net, x_unit, scale, device, timing, eot_batch):
+def attack_rows(name, net, x_unit, scale, device, timing, eot_batch, eot_samples=10):
     """Time our attacks and torchattacks' on ``net``; ``scale`` is the network's input range width."""
     eps, alpha = 8 / 255, 2 / 255
     y = net(x_unit * scale).argmax(1)
@@ -114,7 +114,7 @@ def attack_rows(name, net, x_unit, scale, device, timing, eot_batch):
             (lambda: torchattacks.PGD(peer_net, eps=eps, alpha=alpha, steps=10)(x_unit, y)) if torchattacks else None,
         ),
         (
-            "EOT-PGD-10 (n=10) on SAP-100",
+            f"EOT-PGD-10 (n={eot_samples}) on SAP-100",
             lambda: pgd(
                 sap_net,
                 x,
@@ -123,11 +123,11 @@ def attack_rows(name, net, x_unit, scale, device, timing, eot_batch):
                 step=alpha * scale,
                 steps=10,
                 bounds=bounds,
-                eot_samples=10,
+                eot_samples=eot_samples,
                 eot_batch_size=eot_batch,
                 generator=g,
             ),
-            (lambda: torchattacks.EOTPGD(peer_sap, eps=eps, alpha=alpha, steps=10, eot_iter=10)(x_unit, y))
+            (lambda: torchattacks.EOTPGD(peer_sap, eps=eps, alpha=alpha, steps=10, eot_iter=eot_samples)(x_unit, y))
             if torchattacks
             else None,
         ),
@@ -228,14 +228,16 @@ def checked_robust_accuracy(model: nn.Module, x: torch.Tensor, x_adv: torch.Tens
     return correct(model, x_adv, y).float().mean().item()
 
 
-def peer_autoattack(model: nn.Module, eps: float, steps: int, skip_fab: bool):
+def peer_autoattack(model: nn.Module, eps: float, steps: int, skip_fab: bool, queries: int = 5000):
     """torchattacks' ``AutoAttack`` standard (Linf, seed 0), its APGD, APGD-T and FAB-T run for ``steps``
-    iterations; without FAB-T where ``skip_fab`` (its APGD-CE, APGD-T and Square sequence)."""
+    iterations and its Square for ``queries``; without FAB-T where ``skip_fab`` (its APGD-CE, APGD-T and Square)."""
     peer = torchattacks.AutoAttack(model, norm="Linf", eps=eps, version="standard", n_classes=10, seed=0)
     stages = peer._autoattack.attacks
     for stage in stages:
         if hasattr(stage, "steps"):
             stage.steps = steps
+        if hasattr(stage, "n_queries"):
+            stage.n_queries = queries
     if skip_fab:
         stages[:] = [s for s in stages if type(s).__name__ != "FAB"]
     return peer
@@ -252,31 +254,32 @@ def timed(fn: Callable[[], torch.Tensor], device: str) -> tuple[torch.Tensor, fl
     return out, time.perf_counter() - start
 
 
-def autoattack_pair(inputs: AutoAttackInputs, eps: float, steps: int, device: str) -> dict:
+def autoattack_pair(inputs: AutoAttackInputs, eps: float, steps: int, device: str, queries: int = 5000) -> dict:
     """One row: our AutoAttack-standard against torchattacks' at the same budget and steps, in the same run.
 
     If torchattacks raises (its FAB fails on some models with torch 2.13), both sides drop FAB-T and the note says
     why; without torchattacks our side alone is reported.
     """
     model, x, y = inputs.model, inputs.x, inputs.y
-    stages = autoattack_stages("standard", steps=steps)
+    stages = autoattack_stages("standard", steps=steps, queries=queries)
     row = {
         "model": inputs.name,
         "images": x.shape[0],
         "eps": f"{round(eps * 255, 2):g}/255",
         "steps": steps,
+        "queries": queries,
         "clean": round(correct(model, x, y).float().mean().item(), 4),
     }
     note = ""
     theirs = None
     if torchattacks is not None:
         try:
-            theirs = timed(lambda: peer_autoattack(model, eps, steps, skip_fab=False)(x, y), device)
+            theirs = timed(lambda: peer_autoattack(model, eps, steps, False, queries)(x, y), device)
         except Exception as err:  # any failure of the peer is reported, not fatal
             note = f"torchattacks raised {type(err).__name__}: {str(err).splitlines()[0][:80]}; both without FAB-T"
             stages = [s for s in stages if s.name != "fab-t"]
             try:
-                theirs = timed(lambda: peer_autoattack(model, eps, steps, skip_fab=True)(x, y), device)
+                theirs = timed(lambda: peer_autoattack(model, eps, steps, True, queries)(x, y), device)
             except Exception as again:  # then our side alone, and why
                 note = f"torchattacks raised {type(again).__name__} even without FAB-T: pair skipped"
                 return row | {"note": note}
@@ -296,12 +299,14 @@ def autoattack_pair(inputs: AutoAttackInputs, eps: float, steps: int, device: st
     return row
 
 
-def autoattack_rows(inputs: AutoAttackInputs, epsilons: list[float], steps: list[int], device: str) -> list[dict]:
+def autoattack_rows(
+    inputs: AutoAttackInputs, epsilons: list[float], steps: list[int], device: str, queries: int = 5000
+) -> list[dict]:
     """A row per budget and step count; print each as it finishes (a run takes minutes on a CPU)."""
     rows = []
     for eps in epsilons:
         for n in steps:
-            rows.append(autoattack_pair(inputs, eps, n, device))
+            rows.append(autoattack_pair(inputs, eps, n, device, queries))
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     return rows
 
@@ -316,6 +321,7 @@ def main() -> None:
     parser.add_argument(
         "--eot-batch", type=cli.count(), default=None, help="rows per forward for EOT (default: core's)"
     )
+    parser.add_argument("--eot-samples", type=cli.count(), default=10, help="passes per EOT gradient, both sides")
     parser.add_argument(
         "--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="which tables to run (default: all)"
     )
@@ -331,6 +337,9 @@ def main() -> None:
         nargs="+",
         default=[PUBLISHED_STEPS, TORCHATTACKS_STEPS],
         help="APGD/APGD-T/FAB iterations, the same on both sides (default: 100, AutoAttack's, and 10, torchattacks')",
+    )
+    parser.add_argument(
+        "--autoattack-queries", type=cli.count(), default=5000, help="Square's queries, both sides (default: 5,000)"
     )
     parser.add_argument("--autoattack-model", type=Path, help=f"model file (default: shared {AUTOATTACK_MODEL})")
     parser.add_argument("--threads", type=cli.count(), help="torch CPU threads (default: torch's choice)")
@@ -354,8 +363,8 @@ def main() -> None:
     rows = []
     timing = (args.min_repeats, args.seconds)
     if "attacks" in args.sections:
-        rows += attack_rows("ResNet-20", resnet, images, 1.0, device, timing, args.eot_batch)
-        rows += attack_rows("Nature DQN", dqn, frames, 255.0, device, timing, args.eot_batch)
+        rows += attack_rows("ResNet-20", resnet, images, 1.0, device, timing, args.eot_batch, args.eot_samples)
+        rows += attack_rows("Nature DQN", dqn, frames, 255.0, device, timing, args.eot_batch, args.eot_samples)
     if "sap" in args.sections:
         rows += sap_rows("ResNet-20", resnet, images, device, timing)
         rows += sap_rows("Nature DQN", dqn, frames * 255, device, timing)
@@ -363,7 +372,7 @@ def main() -> None:
     if "autoattack" in args.sections:
         inputs = autoattack_inputs(args.autoattack_model, args.autoattack_images, device)
         aa_source = {"model": inputs.name, "model_sha256": inputs.sha256, "data": inputs.data}
-        aa_rows = autoattack_rows(inputs, args.autoattack_eps, args.autoattack_steps, device)
+        aa_rows = autoattack_rows(inputs, args.autoattack_eps, args.autoattack_steps, device, args.autoattack_queries)
 
     label = torch.cuda.get_device_name() if device.startswith("cuda") else f"CPU, {torch.get_num_threads()} threads"
     print(f"\ntorch {torch.__version__}, torchattacks {getattr(torchattacks, '__version__', 'absent')}, {label}\n")

@@ -167,8 +167,12 @@ def update_rows(args: argparse.Namespace) -> list[dict]:
     models = {name: build(args) for name, build in TRAINERS.items()}
     for model in models.values():
         model.set_logger(Logger(folder=None, output_formats=[]))
+        n = model.n_envs  # the same stream in every env's slot (--ours-envs N stores N transitions per add)
         for obs, nxt, done in frame_stream(args.learning_starts, 500, args.seed):
-            model.replay_buffer.add(obs, nxt, np.array([1]), np.array([1.0], dtype=np.float32), done, [{}])
+            actions, rewards = np.ones(n, dtype=np.int64), np.ones(n, dtype=np.float32)
+            model.replay_buffer.add(
+                np.repeat(obs, n, 0), np.repeat(nxt, n, 0), actions, rewards, np.repeat(done, n), [{}] * n
+            )
         model.train(gradient_steps=1, batch_size=32)  # warm-up
     times: dict[str, list[float]] = {name: [] for name in models}
     for _ in range(args.update_repeats):

@@ -16,6 +16,7 @@ from classifiers.data.shared import (
     TINY_SUBSET,
     load_cifar10_shared,
     load_cifar10_shared_jpeg,
+    load_cifar10_shared_split,
     load_tiny_imagenet_shared,
     shared_data_dir,
 )
@@ -125,6 +126,14 @@ DATASETS: dict[str, DatasetSpec] = {
         32,
         ("test",),
         "shared CIFAR-10 test set as JPEG q75 (lossy)",
+        files=_shared_files(CIFAR_LOSSLESS, CIFAR_JPEG),
+    ),
+    "cifar10-shared-split": DatasetSpec(
+        load_cifar10_shared_split,
+        10,
+        32,
+        ("train", "test"),
+        "shared CIFAR-10 test set split: train = JPEG 1,017-9,999 (lossy), test = lossless 0-1,016",
         files=_shared_files(CIFAR_LOSSLESS, CIFAR_JPEG),
     ),
     "tiny-imagenet-shared": DatasetSpec(

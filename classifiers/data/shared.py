@@ -5,6 +5,8 @@
 - ``cifar10-shared-jpeg``: all 10,000 test images as JPEG (quality 75) in ``cifar10/cifar10_test_jpeg_q75.zip``,
   put back into the official order. Lossy: a ResNet-20 loses ~10 points of clean accuracy on them; use them for
   smoke tests and relative comparisons only.
+- ``cifar10-shared-split``: a disjoint train/test split of the two, for short training demonstrations: "train" is the
+  JPEG test images 1,017-9,999 (8,983, lossy), "test" the lossless first 1,017.
 - ``tiny-imagenet-shared``: 2,000 Tiny-ImageNet validation images (10 a class).
 
 The folder is ``$RLROBUST_SHARED_DATA`` or ``../shared/data`` next to the repository, unless ``--data-dir`` says
@@ -69,6 +71,19 @@ def load_cifar10_shared_jpeg(data_dir: str | Path | None = None) -> ImageDataset
     dataset = ImageDataset(torch.from_numpy(images), torch.from_numpy(labels), classes, "cifar10-shared-jpeg-test")
     dataset.notes.append("JPEG quality 75 (lossy): not comparable with published clean accuracies")
     return dataset
+
+
+def load_cifar10_shared_split(data_dir: str | Path | None, split: str) -> ImageDataset:
+    """``train``: the JPEG test images after the lossless ones (1,017-9,999); ``test``: the lossless first 1,017.
+
+    The two never share an image, so a model trained on "train" is evaluated on images it has not seen.
+    """
+    lossless = load_cifar10_shared(data_dir)
+    if split == "test":
+        return lossless
+    train = load_cifar10_shared_jpeg(data_dir).subset(slice(len(lossless), None))
+    train.name = "cifar10-shared-jpeg-test[1017:]"
+    return train
 
 
 def load_tiny_imagenet_shared(data_dir: str | Path | None = None) -> ImageDataset:
