@@ -86,7 +86,7 @@ def reference_images_per_second(
         batch_size=batch_size,
         shuffle=True,
         num_workers=workers,
-        pin_memory=device == "cuda",
+        pin_memory=device.startswith("cuda"),
         drop_last=True,
     )
     started, seen = None, 0
@@ -134,8 +134,8 @@ def ours_seconds(
 
 
 def _sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
 
 
 def main() -> None:
@@ -165,7 +165,11 @@ def main() -> None:
     long = ours_seconds(args.warmup + args.batches, args.device, *shape, args.compile, dataset, args.amp)
     ours = args.batches * args.batch_size / max(long - short, 1e-9)
     reference = reference_images_per_second(data, args.device, *shape, args.warmup, args.batches, args.workers)
-    device_name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    device_name = (
+        torch.cuda.get_device_name(args.device)
+        if args.device.startswith("cuda")
+        else f"CPU ({torch.get_num_threads()} threads)"
+    )
     on_cuda = args.device.startswith("cuda")
     bf16 = args.amp == "bf16" or (args.amp == "auto" and on_cuda)  # the trainer's own rule for "auto"
     ours_setting = "uint8 data on device, batched crop+flip" + (", bf16 autocast" if bf16 else ", fp32")

@@ -73,11 +73,11 @@ def timed_pair(
 
     def once(fn):
         if device.startswith("cuda"):
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(device)
         start = time.perf_counter()
         fn()
         if device.startswith("cuda"):
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(device)
         return (time.perf_counter() - start) * 1000
 
     ours()
@@ -246,11 +246,11 @@ def peer_autoattack(model: nn.Module, eps: float, steps: int, skip_fab: bool, qu
 def timed(fn: Callable[[], torch.Tensor], device: str) -> tuple[torch.Tensor, float]:
     """``fn()`` and its wall time in seconds (once: AutoAttack runs for seconds, not milliseconds)."""
     if device.startswith("cuda"):
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)
     start = time.perf_counter()
     out = fn()
     if device.startswith("cuda"):
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)
     return out, time.perf_counter() - start
 
 
@@ -374,7 +374,9 @@ def main() -> None:
         aa_source = {"model": inputs.name, "model_sha256": inputs.sha256, "data": inputs.data}
         aa_rows = autoattack_rows(inputs, args.autoattack_eps, args.autoattack_steps, device, args.autoattack_queries)
 
-    label = torch.cuda.get_device_name() if device.startswith("cuda") else f"CPU, {torch.get_num_threads()} threads"
+    label = (
+        torch.cuda.get_device_name(device) if device.startswith("cuda") else f"CPU, {torch.get_num_threads()} threads"
+    )
     print(f"\ntorch {torch.__version__}, torchattacks {getattr(torchattacks, '__version__', 'absent')}, {label}\n")
     if rows:
         print("Medians of alternating runs after a warm-up\n")

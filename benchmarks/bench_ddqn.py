@@ -180,7 +180,7 @@ def update_rows(args: argparse.Namespace) -> list[dict]:
             started = time.perf_counter()
             model.train(gradient_steps=1, batch_size=32)
             if args.device.startswith("cuda"):
-                torch.cuda.synchronize()
+                torch.cuda.synchronize(args.device)
             times[name].append((time.perf_counter() - started) * 1000)
     for model in models.values():
         model.env.close()
@@ -285,7 +285,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     machine = (
         f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, device {args.device}"
-        + (f" ({torch.cuda.get_device_name(0)})" if args.device.startswith("cuda") else "")
+        + (f" ({torch.cuda.get_device_name(args.device)})" if args.device.startswith("cuda") else "")
     )
     print(f"Replay memories, {args.replay_fill} transitions each ...")
     memory = replay_rows(args)

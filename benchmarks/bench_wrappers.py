@@ -80,12 +80,12 @@ def steps_per_second(step: Callable[[np.ndarray], None], steps: int, device: str
     for a in actions[:3]:
         step(a)
     if device.startswith("cuda"):
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)
     start = time.perf_counter()
     for a in actions[3:]:
         step(a)
     if device.startswith("cuda"):
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)
     return steps * ENVS / (time.perf_counter() - start)
 
 

@@ -130,6 +130,11 @@ def device(text: str) -> str:
     return str(chosen)
 
 
+def auto_or_device(text: str) -> str:
+    """An argparse type for the trainers: ``auto`` (CUDA where there is one, else the CPU) or a :func:`device`."""
+    return text if text == "auto" else device(text)
+
+
 def check_finite_fields(obj: object, names: tuple[str, ...] | None = None) -> None:
     """Raise ``ValueError`` naming the first float attribute of ``obj`` (a dataclass config) that is NaN or
     infinite; ``names`` limits the check (default: every float field)."""

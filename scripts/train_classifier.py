@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from classifiers.training import METHODS, PRESETS, TrainConfig, make_config, train
 from classifiers.training.config import BOUNDS, CHOICES, MILESTONE
 from classifiers.training.trainer import NonFiniteTraining, TrainingInterrupted
-from rlrobust.cli import device, run_main
+from rlrobust.cli import auto_or_device, run_main
 from rlrobust.runs import DIVERGED_STATUS, INTERRUPTED_STATUS, fresh_run_dir
 
 
@@ -58,16 +58,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         elif kind.startswith(("float", "int")):
             parser.add_argument(flag, type=BOUNDS[f.name].flag_type(), default=None)  # every number has a range
         elif f.name == "device":
-            parser.add_argument(flag, type=_device, default=None, help="auto, cpu, cuda or cuda:N")
+            parser.add_argument(flag, type=auto_or_device, default=None, help="auto, cpu, cuda or cuda:N")
         else:
             choices = sorted(CHOICES[f.name]) if f.name in CHOICES else None
             parser.add_argument(flag, default=None, choices=choices)
     return parser.parse_args(argv)
-
-
-def _device(text: str) -> str:
-    """``auto`` or a device this machine has (checked now, not minutes into the run)."""
-    return text if text == "auto" else device(text)
 
 
 def main(argv: list[str] | None = None) -> int:

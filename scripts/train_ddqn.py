@@ -31,7 +31,7 @@ from agents.training import (
     prepare_resume,
     run,
 )
-from rlrobust.cli import count, real, run_main
+from rlrobust.cli import auto_or_device, count, real, run_main
 from rlrobust.runs import DIVERGED_STATUS, INTERRUPTED_STATUS
 
 INTERRUPTED_EXIT_CODE = INTERRUPTED_STATUS  # 130, the shell's convention for a command stopped by Ctrl-C
@@ -65,7 +65,7 @@ FLAGS = {
     "--clip-rewards": ("clip_rewards", "learn from sign(reward) (scores are always logged unclipped)"),
     "--max-episode-steps": ("max_episode_steps", "truncate games after this many agent steps"),
     "--seed": ("seed", "random seed"),
-    "--device": ("device", "where to train"),
+    "--device": ("device", "where to train: auto, cpu, cuda or cuda:N"),
     "--torch-threads": ("torch_threads", "CPU threads for torch (0 = torch's default)"),
     "--compile": ("compile", "torch.compile the update (auto: when the run has >= 10,000 updates)"),
     "--replay-on-device": ("replay_on_device", "keep replay frames on the training device (GPU)"),
@@ -78,7 +78,7 @@ FLAGS = {
     "--eval-max-steps": ("eval_max_steps", "agent steps after which an evaluation game ends (4500 = 18,000 frames)"),
     "--log-every": ("log_every", "agent steps between TensorBoard scalars"),
 }
-CHOICES = {"device": ["auto", "cpu", "cuda"], "compile": list(COMPILE_CHOICES)}
+CHOICES = {"compile": list(COMPILE_CHOICES)}
 
 
 def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
@@ -105,7 +105,10 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
 
 
 def _flag_type(field: str, default: object):
-    """The checked argparse type of a numeric setting (its range from ``agents.training.LIMITS``); text is kept."""
+    """The checked argparse type of a numeric setting (its range from ``agents.training.LIMITS``) or of the device;
+    other text is kept."""
+    if field == "device":
+        return auto_or_device
     if field not in LIMITS:
         return str
     low, high = LIMITS[field]

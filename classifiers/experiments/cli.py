@@ -67,11 +67,18 @@ def check_run_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -
 
 
 def setup(args: argparse.Namespace) -> torch.device:
-    """Seed torch, set the thread count and return the (already checked) device."""
+    """Seed torch, set the thread count and return the (already checked) device.
+
+    ``--device cuda:N`` also becomes the current CUDA device, so that libraries which place work on "the" GPU
+    (torch-fidelity's ``cuda=True``, a bare ``torch.cuda.synchronize()``) use GPU N, not GPU 0.
+    """
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    return torch.device(args.device)
+    chosen = torch.device(args.device)
+    if chosen.type == "cuda" and chosen.index is not None:
+        torch.cuda.set_device(chosen)
+    return chosen
 
 
 def load_data(args: argparse.Namespace, split: str | None = None) -> ImageDataset:
