@@ -17,7 +17,9 @@ subclass changes what the paper's recipe or speed needs and says why next to eac
 - ``compile_update``: optionally runs the minibatch loss (with its backward graph) and the RMSProp step through
   ``torch.compile``. A Double-DQN update does one forward pass more than SB3's vanilla one; compiled, the
   optimizer's seven passes over the weights become one fused loop, which more than pays for it on a CPU (see
-  benchmarks/RESULTS.md). If compiling fails on the first update (no C++ compiler, say), it warns and trains
+  benchmarks/RESULTS.md). On a CUDA device the compiled pieces are also captured as CUDA graphs
+  (``mode="reduce-overhead"``): at batch 32 launching the update's kernels one by one costs more than running them.
+  If compiling (or, on CUDA, capturing) fails in the first updates (no C++ compiler, say), it warns and trains
   eagerly.
 """
 
@@ -52,6 +54,18 @@ def double_q_target(
         next_actions = online(next_obs).argmax(dim=1, keepdim=True)
         next_values = target(next_obs).gather(1, next_actions)
         return rewards + (1 - dones) * discounts * next_values
+
+
+def compile_options(device: torch.device) -> dict[str, str]:
+    """``torch.compile``'s options for the update on ``device``: CUDA graphs on a CUDA device (one launch replays
+    the whole forward, backward or optimizer step), the default elsewhere (the CPU has no launch cost to save)."""
+    return {"mode": "reduce-overhead"} if device.type == "cuda" else {}
+
+
+def compile_trial_updates(device: torch.device) -> int:
+    """Updates during which a failure of the compiled update falls back to eager training: the first compiles; on
+    CUDA the graphs are recorded at the second (the first is a warm-up), so the third is the first replay."""
+    return 3 if device.type == "cuda" else 1
 
 
 def linear_epsilon(step: int, start: float, final: float, steps: int) -> float:
@@ -147,7 +161,7 @@ class DoubleDQN(DQN):
             self._loss_sum += loss
             self._q_sum += mean_q
         self._stat_count += gradient_steps
-        self._last_loss = loss
+        self._last_loss = loss.clone() if self._graphs_replayed() else loss  # a graph's output is overwritten
         self._n_updates += gradient_steps
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
 
@@ -171,8 +185,8 @@ class DoubleDQN(DQN):
         self.policy.optimizer.step()
 
     def _gradient_step(self, loss_fn, step_fn, *minibatch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        self.policy.optimizer.zero_grad()  # before the forward: no gradient of the last update outlives its graphs
         loss, mean_q = loss_fn(*minibatch)
-        self.policy.optimizer.zero_grad()
         loss.backward()
         if self.max_grad_norm is not None and math.isfinite(self.max_grad_norm) and self.max_grad_norm > 0:
             nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
@@ -185,10 +199,16 @@ class DoubleDQN(DQN):
             return self._gradient_step(self.minibatch_loss, self._optimizer_step, *minibatch)
         if self._compiled is None:
             _quiet_dynamo_profiler_notice()
-            self._compiled = (torch.compile(self.minibatch_loss), torch.compile(self._optimizer_step))
+            options = compile_options(self.device)
+            self._compiled = (
+                torch.compile(self.minibatch_loss, **options),
+                torch.compile(self._optimizer_step, **options),
+            )
+        if self._graphs_replayed():
+            torch.compiler.cudagraph_mark_step_begin()  # the last update's graph outputs are no longer read
         if self._compile_checked:
             return self._gradient_step(*self._compiled, *minibatch)
-        try:  # the first call compiles (forward, backward, optimizer step) before anything is changed
+        try:  # compiling (and recording graphs) runs each piece before the optimizer step changes anything
             result = self._gradient_step(*self._compiled, *minibatch)
         except Exception as error:  # no C++ compiler, an unsupported platform or op: train eagerly instead
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
@@ -200,8 +220,13 @@ class DoubleDQN(DQN):
             )
             self.compile_update, self._compiled = False, None
             return self._update(*minibatch)
-        self._compile_checked = True
+        self._compile_trials += 1
+        self._compile_checked = self._compile_trials >= compile_trial_updates(self.device)
         return result
+
+    def _graphs_replayed(self) -> bool:
+        """Whether the update runs as CUDA graphs, whose outputs the next update overwrites."""
+        return self.compile_update and "mode" in compile_options(self.device)
 
     def td_target(
         self, next_obs: torch.Tensor, rewards: torch.Tensor, dones: torch.Tensor, discounts: torch.Tensor | float
@@ -219,7 +244,8 @@ class DoubleDQN(DQN):
         non-finite one is also kept as :meth:`training_problem`."""
         if self._stat_count == 0:
             return None
-        stats = {"loss": self._loss_sum.item() / self._stat_count, "mean_q": self._q_sum.item() / self._stat_count}
+        loss_sum, q_sum = torch.stack([self._loss_sum, self._q_sum]).tolist()  # one read-back for both
+        stats = {"loss": loss_sum / self._stat_count, "mean_q": q_sum / self._stat_count}
         for name, value in stats.items():
             if not math.isfinite(value) and self._problem is None:
                 self._problem = f"the mean {name} became {value} {self._since()}"
@@ -258,11 +284,20 @@ class DoubleDQN(DQN):
         self._reset_train_stats()
         self._last_loss: torch.Tensor | None = None
         self._compiled: tuple[Any, Any] | None = None  # (loss, optimizer step) through torch.compile, made lazily
-        self._compile_checked = False
+        self._compile_checked = False  # True once the trial updates ran compiled (see compile_trial_updates)
+        self._compile_trials = 0
         self._problem: str | None = None  # the first non-finite loss or weight found (see training_problem)
         self._checked_step = 0  # the last agent step at which everything was finite
 
     def _excluded_save_params(self) -> list[str]:
-        excluded = ("_loss_sum", "_q_sum", "_stat_count", "_last_loss", "_compiled", "_compile_checked")
+        excluded = (
+            "_loss_sum",
+            "_q_sum",
+            "_stat_count",
+            "_last_loss",
+            "_compiled",
+            "_compile_checked",
+            "_compile_trials",
+        )
         excluded += ("_problem", "_checked_step")
         return [*super()._excluded_save_params(), *excluded]

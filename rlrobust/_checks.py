@@ -6,15 +6,92 @@ names the argument, the value and what was expected, instead of a shape error de
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 
 Bounds = tuple[float, float]
 NORMS = ("linf", "l2")
+
+#: Turns the values a check read back (as floats) into its error message, or None when they pass.
+Judge = Callable[[list[float]], str | None]
+
+
+class DeviceChecks:
+    """Value checks whose verdicts wait on the device, so that one read-back settles them all.
+
+    Each check adds the few values it judges (an input's min and max, a "scores were finite" flag) and a judge that
+    turns them, on the host, into an error message or None. :meth:`settle` reads every pending value in one
+    transfer and raises the first failing check's ``ValueError``, in the order the checks were added, so deferred
+    checks fail with the same errors as the same checks made at once. On a GPU each read-back is a host-device
+    synchronisation; an attack defers its checks to one read at its end instead of one read per check.
+
+    >>> checks = DeviceChecks()
+    >>> check_input(torch.tensor([[0.5, 2.0]]), (0.0, 1.0), checks=checks)  # nothing read yet
+    >>> checks.settle()
+    Traceback (most recent call last):
+    ValueError: x has values in [0.5, 2], outside bounds (0, 1); ...
+    """
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[torch.Tensor | Callable[[], torch.Tensor | None], Judge]] = []
+
+    def add(self, values: torch.Tensor | Callable[[], torch.Tensor | None], judge: Judge) -> None:
+        """Queue ``judge`` of ``values``: a tensor, or a callable giving it at :meth:`settle` (for a verdict that
+        grows until then, such as a flag folded over an attack's passes; None there: nothing to judge)."""
+        self._pending.append((values, judge))
+
+    def settle(self) -> None:
+        """Read every pending value back at once (one transfer per device) and raise the first check's error."""
+        pending, self._pending = self._pending, []
+        tensors = [values() if callable(values) else values for values, _ in pending]
+        flat = [t.detach().reshape(-1).to(torch.float64) if t is not None else None for t in tensors]
+        read: dict[torch.device, list[float]] = {}
+        for device in dict.fromkeys(t.device for t in flat if t is not None):
+            read[device] = torch.cat([t for t in flat if t is not None and t.device == device]).tolist()
+        offsets = dict.fromkeys(read, 0)
+        for t, (_, judge) in zip(flat, pending, strict=True):
+            if t is None:
+                continue
+            start, offsets[t.device] = offsets[t.device], offsets[t.device] + t.numel()
+            message = judge(read[t.device][start : offsets[t.device]])
+            if message is not None:
+                raise ValueError(message)
+
+    @classmethod
+    @contextlib.contextmanager
+    def deferred(cls) -> Iterator[DeviceChecks]:
+        """Checks settled when the block ends, and before any exception leaves it: a failed check explains what
+        went wrong after it (a model fed NaN, a loss fed a label outside the classes), so its error comes first.
+
+        >>> with DeviceChecks.deferred() as checks:
+        ...     check_input(torch.zeros(1, 2), (0.0, 1.0), checks=checks)
+        """
+        checks = cls()
+        try:
+            yield checks
+        except Exception:
+            try:
+                checks.settle()
+            except ValueError as failed:
+                raise failed from None
+            raise
+        checks.settle()
+
+
+def judge_values(values: torch.Tensor, judge: Judge, checks: DeviceChecks | None) -> None:
+    """Add a check to ``checks``, or, without them, read ``values`` back now and raise its error at once."""
+    if checks is not None:
+        checks.add(values, judge)
+        return
+    message = judge(values.detach().reshape(-1).to(torch.float64).tolist())
+    if message is not None:
+        raise ValueError(message)
 
 
 def check_bounds(bounds: Sequence[float]) -> Bounds:
@@ -93,9 +170,11 @@ def check_flag(value: bool, name: str) -> bool:
 BOUNDS_HINT = "pass the bounds of the input's own scale (e.g. bounds=(0, 255) for raw Atari frames)"
 
 
-def check_input(x: torch.Tensor, bounds: Bounds, name: str = "x", hint: str = BOUNDS_HINT) -> None:
+def check_input(
+    x: torch.Tensor, bounds: Bounds, name: str = "x", hint: str = BOUNDS_HINT, checks: DeviceChecks | None = None
+) -> None:
     """Check that ``x`` is a floating batch (N, ...) with finite values inside ``bounds``; ``hint`` ends the
-    message of values outside them."""
+    message of values outside them. The values are judged at once (one read-back), or when ``checks`` settle."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if not x.is_floating_point():
@@ -107,13 +186,19 @@ def check_input(x: torch.Tensor, bounds: Bounds, name: str = "x", hint: str = BO
         raise ValueError(f"{name} must be a batch with shape (N, ...), got shape {tuple(x.shape)}")
     if x.shape[0] == 0:
         raise ValueError(f"{name} is an empty batch (shape {tuple(x.shape)})")
-    x_min, x_max = (v.item() for v in torch.aminmax(x.detach()))  # one pass; NaN and inf surface here
+    extremes = torch.stack(torch.aminmax(x.detach()))  # one pass; NaN and inf surface here
+    judge_values(extremes, functools.partial(_input_problem, bounds=bounds, name=name, hint=hint), checks)
+
+
+def _input_problem(extremes: list[float], bounds: Bounds, name: str, hint: str) -> str | None:
+    x_min, x_max = extremes
     if not (math.isfinite(x_min) and math.isfinite(x_max)):
-        raise ValueError(f"{name} contains NaN or infinite values")
+        return f"{name} contains NaN or infinite values"
     low, high = bounds
     slack = 1e-5 * (high - low)
     if x_min < low - slack or x_max > high + slack:
-        raise ValueError(f"{name} has values in [{x_min:.6g}, {x_max:.6g}], outside bounds ({low:g}, {high:g}); {hint}")
+        return f"{name} has values in [{x_min:.6g}, {x_max:.6g}], outside bounds ({low:g}, {high:g}); {hint}"
+    return None
 
 
 def check_scores(scores: object, rows: int) -> torch.Tensor:
@@ -131,24 +216,34 @@ def check_scores(scores: object, rows: int) -> torch.Tensor:
     return scores
 
 
-def check_labels(y: object, rows: int, num_classes: int | None, name: str = "y") -> torch.Tensor:
+def check_labels(
+    y: object, rows: int, num_classes: int | None, name: str = "y", checks: DeviceChecks | None = None
+) -> torch.Tensor:
     """Check that ``y`` holds one integer class index in [0, C) per row (``num_classes=None``: C not yet known,
-    only negative indices are refused)."""
+    only negative indices are refused). The values are judged at once (one read-back), or when ``checks`` settle."""
     if not isinstance(y, torch.Tensor):
         raise TypeError(f"{name} must be a tensor of class indices, got {type(y).__name__}")
     if y.dtype.is_floating_point or y.dtype == torch.bool or y.is_complex():
         raise TypeError(f"{name} must hold integer class indices, got dtype {y.dtype}")
     if y.shape != (rows,):
         raise ValueError(f"{name} must have shape ({rows},), one label per input, got {tuple(y.shape)}")
-    if rows and num_classes is None:
-        if y.min() < 0:
-            raise ValueError(f"{name} has negative labels (min {y.min().item()}); class indices start at 0")
-    elif rows and (y.min() < 0 or y.max() >= num_classes):
-        raise ValueError(
+    if rows:
+        extremes = torch.stack(torch.aminmax(y.detach()))
+        judge_values(extremes, functools.partial(_label_problem, y=y, num_classes=num_classes, name=name), checks)
+    return y.long()
+
+
+def _label_problem(extremes: list[float], y: torch.Tensor, num_classes: int | None, name: str) -> str | None:
+    low, high = extremes  # as floats: exact in sign and order; the message reads the integers themselves
+    if num_classes is None:
+        if low < 0:
+            return f"{name} has negative labels (min {y.min().item()}); class indices start at 0"
+    elif low < 0 or high >= num_classes:
+        return (
             f"{name} has labels in [{y.min().item()}, {y.max().item()}], outside [0, {num_classes}) for "
             f"scores with {num_classes} columns"
         )
-    return y.long()
+    return None
 
 
 def _as_float(value: object, name: str) -> float:
@@ -182,13 +277,21 @@ def check_generator(generator: torch.Generator | None, device: torch.device) -> 
         )
 
 
-def check_attack(model: object, x: torch.Tensor, eps: float, bounds: Sequence[float], norm: str) -> tuple:
+def check_attack(
+    model: object,
+    x: torch.Tensor,
+    eps: float,
+    bounds: Sequence[float],
+    norm: str,
+    checks: DeviceChecks | None = None,
+) -> tuple:
     """The checks every attack starts with: a callable model, the bounds, the norm, a budget in the bounds' units
-    and a finite input inside them; returns ``(bounds, norm, eps)`` as checked."""
+    and a finite input inside them (its values judged at once, or when ``checks`` settle); returns
+    ``(bounds, norm, eps)`` as checked."""
     if not callable(model):
         raise TypeError(f"model must be a callable mapping inputs to scores, got {type(model).__name__}")
     bounds = check_bounds(bounds)
     norm = check_norm(norm)
     eps = check_eps(eps, bounds, norm)
-    check_input(x, bounds)
+    check_input(x, bounds, checks=checks)
     return bounds, norm, eps

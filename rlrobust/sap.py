@@ -6,8 +6,12 @@ Per sample, over a whole activation map ``h`` of ``n`` values: ``p_j = |h_j| / s
 result is an unbiased estimate of ``h``. The mask is a constant for autograd: the backward pass is
 ``grad_h = grad_out * mask`` (the realised mask), as in the paper's code. SAP-100 is ``frac = 1.0``.
 
-``sampling="exact"`` draws the ``r`` indices with replacement (Poissonised counts completed by inverse-CDF
-draws, in float64 so tiny activations keep their true probability; see :func:`_drawn_at_least_once`).
+``sampling="exact"`` draws the ``r`` indices with replacement, in float64 so tiny activations keep their true
+probability. On the CPU, Poissonised counts are completed by inverse-CDF draws (:func:`_drawn_at_least_once`);
+their number varies per row and is read back to size the draws, which costs nothing there. On a GPU such a
+read-back would stall the device at every SAP layer of every forward, so the draws there are ``r`` sorted uniform
+points per row made from exponential spacings, of fixed size (:func:`_drawn_by_spacings`): the same law, without
+a read-back, from a different random stream (a seed gives other masks than on the CPU, as any GPU draw does).
 ``sampling="independent"`` is a faster approximation: each activation is kept independently with the same
 marginal probability ``1 - (1 - p_j)^r``; the number of survivors then varies more than under exact sampling.
 """
@@ -77,16 +81,25 @@ def check_frac(frac: float, name: str = "frac") -> float:
     return frac
 
 
+def _reads_back_freely(device: torch.device) -> bool:
+    """Whether reading a value back to the host is free on ``device`` (the CPU), so a sampler may size its work
+    by the data; elsewhere it would be a host-device synchronisation."""
+    return device.type == "cpu"
+
+
 def _drawn_at_least_once(
     magnitude: torch.Tensor, p: torch.Tensor, draws: int, generator: torch.Generator | None
 ) -> torch.Tensor:
     """Which entries of each row ``draws`` categorical draws with replacement (probabilities ``p``) hit.
 
-    Exact, and cheaper than ``draws`` inverse-CDF look-ups: per-entry counts ~ Poisson(lam * p_j) are,
-    given their total T, Multinomial(T, p). With lam a few standard deviations below ``draws``, T <= draws
-    in all but ~1e-7 of rows, and the missing ``draws - T`` are drawn by inverse CDF, which completes an
-    exact Multinomial(draws, p). Rows where T > draws are redrawn entirely by inverse CDF.
+    Off the CPU: :func:`_drawn_by_spacings`. On the CPU, exact, and cheaper than ``draws`` inverse-CDF look-ups:
+    per-entry counts ~ Poisson(lam * p_j) are, given their total T, Multinomial(T, p). With lam a few standard
+    deviations below ``draws``, T <= draws in all but ~1e-7 of rows, and the missing ``draws - T`` are drawn by
+    inverse CDF, which completes an exact Multinomial(draws, p). Rows where T > draws are redrawn entirely by
+    inverse CDF.
     """
+    if not _reads_back_freely(p.device):
+        return _drawn_by_spacings(magnitude, draws, generator)
     rows, n = p.shape
     hit = torch.zeros((rows, n + 1), dtype=torch.bool, device=p.device)  # column n absorbs padding draws
     remaining = torch.full((rows,), draws, dtype=torch.int64, device=p.device)
@@ -120,6 +133,31 @@ def _inverse_cdf_draws(
         index = torch.searchsorted(chunk, u * chunk[:, -1:], right=True).clamp_max_(n - 1)
         index = torch.where(torch.arange(width, device=cdf.device) < wanted, index, n)
         hit[start : start + chunk.shape[0]].scatter_(1, index, True)
+
+
+def _drawn_by_spacings(magnitude: torch.Tensor, draws: int, generator: torch.Generator | None) -> torch.Tensor:
+    """Which entries of each row ``draws`` categorical draws with replacement (probabilities proportional to
+    ``magnitude``) hit, with shapes fixed by ``draws`` alone: no value is read back.
+
+    Exact: with ``E_1 .. E_{r+1}`` iid Exp(1) and ``S_k`` their partial sums, ``S_1 / S_{r+1} .. S_r / S_{r+1}``
+    are the order statistics of ``r`` iid uniforms on [0, 1); scaled to the row's total they are ``r`` sorted
+    draws, and entry ``j`` owning ``[cdf_{j-1}, cdf_j)`` is hit when a draw falls below ``cdf_j`` but not below
+    ``cdf_{j-1}``. Costs ``r + 1`` exponentials and a search per entry, for chunks of rows.
+    """
+    rows, n = magnitude.shape
+    cdf = magnitude.cumsum(dim=1, dtype=torch.float64)
+    upper = cdf.clone()
+    upper[:, -1] = math.inf  # a draw rounded up to the total still lands in the row
+    hit = torch.empty((rows, n), dtype=torch.bool, device=magnitude.device)
+    rows_per_chunk = max(1, _MAX_DRAWS_PER_CHUNK // (draws + 1))
+    for start in range(0, rows, rows_per_chunk):
+        part = slice(start, start + rows_per_chunk)
+        spacings = torch.empty((cdf[part].shape[0], draws + 1), dtype=torch.float64, device=cdf.device)
+        arrivals = spacings.exponential_(generator=generator).cumsum_(dim=1)
+        points = arrivals[:, :-1] * (cdf[part, -1:] / arrivals[:, -1:])
+        below = torch.searchsorted(points, upper[part])  # draws below each entry's upper end
+        hit[part] = torch.diff(below, dim=1, prepend=torch.zeros_like(below[:, :1])) > 0
+    return hit
 
 
 def stochastic_activation_pruning(

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from rlrobust._checks import check_count, check_eps, check_norm, check_positive
+from rlrobust._checks import DeviceChecks, check_count, check_eps, check_norm, check_positive
 from rlrobust.attacks import ATTACKS, get_attack
 from rlrobust.attacks._base import prepare, preserved_model, project, random_start, run_steps
 from rlrobust.attacks.losses import LossFn
@@ -155,15 +155,16 @@ def _pgd_row_starts(
     eot_batch_size = options.pop("eot_batch_size", None)
     if options:
         raise TypeError(f"pgd got unexpected options {sorted(options)}")
-    problem = prepare(model, x, labels, **settings, eot_batch_size=eot_batch_size)
-    if problem.eps == 0:
-        return problem.x.clone()
-    starts = [
-        random_start(problem.x[i : i + 1], problem.eps, problem.norm, problem.bounds, g)
-        for i, g in enumerate(generators)
-    ]
-    with preserved_model(model):
-        return run_steps(problem, torch.cat(starts), step=step, steps=steps)
+    with DeviceChecks.deferred() as checks:  # the values of x, labels and every pass's scores: one read-back
+        problem = prepare(model, x, labels, **settings, eot_batch_size=eot_batch_size, checks=checks)
+        if problem.eps == 0:
+            return problem.x.clone()
+        starts = [
+            random_start(problem.x[i : i + 1], problem.eps, problem.norm, problem.bounds, g)
+            for i, g in enumerate(generators)
+        ]
+        with preserved_model(model):
+            return run_steps(problem, torch.cat(starts), step=step, steps=steps)
 
 
 def _is_whole(value: float) -> bool:

@@ -19,11 +19,13 @@ from torch import nn
 
 from rlrobust._checks import (
     Bounds,
+    DeviceChecks,
     check_attack,
     check_count,
     check_flag,
     check_labels,
     check_scores,
+    judge_values,
 )
 from rlrobust.attacks.losses import LossFn, resolve_loss
 from rlrobust.stochastic import mean_output, predict, repeat_plan, rows_independent
@@ -60,8 +62,10 @@ def scores_unwatched() -> Iterator[None]:
 class ScoreWatch:
     """Watches every pass of an attack for NaN or infinite scores without a host sync per step.
 
-    The first pass (the clean or start point) is checked at once, so a broken model fails before any work; later
-    passes only fold their flag into one device tensor that :meth:`check` reads once, at the end of the call.
+    Without ``checks``, the first pass (the clean or start point) is checked at once, so a broken model fails
+    before any work; later passes only fold their flag into one device tensor that :meth:`check` reads once, at the
+    end of the call. With ``checks`` (:class:`~rlrobust._checks.DeviceChecks`), both verdicts are added to them and
+    read back with the call's other checks, in one read: the first pass's error still comes first.
 
     >>> watch = ScoreWatch()
     >>> watch.see(torch.zeros(2, 3))  # the first pass: checked now
@@ -71,26 +75,38 @@ class ScoreWatch:
     ValueError: the model returned NaN or infinite scores during the attack; ...
     """
 
-    def __init__(self) -> None:
+    def __init__(self, checks: DeviceChecks | None = None) -> None:
+        self.checks = checks
         self.first_checked = False
         self.bad: torch.Tensor | None = None
 
     def see(self, scores: torch.Tensor) -> None:
-        """Note whether ``scores`` hold a non-finite value (raising now if they are the call's first)."""
+        """Note whether ``scores`` hold a non-finite value (judging them now if they are the call's first and the
+        watch has no ``checks`` to defer to)."""
         if not _WATCHING.get():
             return
         bad = ~torch.isfinite(scores.detach()).all()
         if not self.first_checked:
             self.first_checked = True
-            if bad:
-                raise ValueError(NONFINITE_SCORES.format(where=""))
+            judge_values(bad, _first_pass_problem, self.checks)
             return
+        if self.bad is None and self.checks is not None:
+            self.checks.add(lambda: self.bad, _later_pass_problem)
         self.bad = bad if self.bad is None else self.bad | bad
 
     def check(self) -> None:
-        """Raise if any pass since the first returned a non-finite score (one host sync)."""
-        if self.bad is not None and bool(self.bad):
-            raise ValueError(NONFINITE_SCORES.format(where=" during the attack"))
+        """Raise if any pass since the first returned a non-finite score (one host sync; none with ``checks``,
+        which judge it when they settle)."""
+        if self.checks is None and self.bad is not None and bool(self.bad):
+            raise ValueError(_later_pass_problem([1.0]))
+
+
+def _first_pass_problem(bad: list[float]) -> str | None:
+    return NONFINITE_SCORES.format(where="") if bad[0] else None
+
+
+def _later_pass_problem(bad: list[float]) -> str | None:
+    return NONFINITE_SCORES.format(where=" during the attack") if bad[0] else None
 
 
 @dataclass
@@ -109,9 +125,11 @@ class AttackProblem:
     eot_samples: int
     eot_batch_size: int | None
     independent_rows: bool
+    checks: DeviceChecks | None = field(default=None, repr=False)  # deferred value checks (None: judged at once)
     watch: ScoreWatch = field(default_factory=ScoreWatch, repr=False)  # shared by copies made with replace()
     _y: torch.Tensor | None = field(default=None, init=False, repr=False)
     _labels_unchecked: bool = field(default=True, init=False, repr=False)
+    _loss_y: torch.Tensor | None = field(default=None, init=False, repr=False)
 
     @property
     def y(self) -> torch.Tensor:
@@ -143,9 +161,12 @@ class AttackProblem:
                 if labels_from_this_pass:
                     self._y = y = scores.detach().argmax(dim=1)
                 if self.builtin_loss and self.given_y is not None and self._labels_unchecked:
-                    check_labels(y, rows, scores.shape[1])
+                    check_labels(y, rows, scores.shape[1], checks=self.checks)
                     self._labels_unchecked = False
-                targets = y.repeat(copies, *([1] * (y.ndim - 1))) if copies > 1 else y
+                    if self.checks is not None:  # judged when the checks settle; till then the loss indexes safely
+                        self._loss_y = y.clamp(0, scores.shape[1] - 1)
+                loss_y = self._loss_y if self._loss_y is not None else y
+                targets = loss_y.repeat(copies, *([1] * (loss_y.ndim - 1))) if copies > 1 else loss_y
                 values = self.loss_fn(scores, targets)
                 if not isinstance(values, torch.Tensor) or values.shape != (copies * rows,):
                     shape = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
@@ -192,9 +213,14 @@ def prepare(
     targeted: bool,
     eot_samples: int,
     eot_batch_size: int | None,
+    checks: DeviceChecks | None = None,
 ) -> AttackProblem:
-    """Check every argument; labels are settled on first use (``y=None``: the model's prediction on ``x``)."""
-    bounds, norm, eps = check_attack(model, x, eps, bounds, norm)
+    """Check every argument; labels are settled on first use (``y=None``: the model's prediction on ``x``).
+
+    The values of the input, the labels and the model's scores are judged at once (a read-back each), or, with
+    ``checks``, when they settle: ``with DeviceChecks.deferred() as checks:`` around the whole attack makes that
+    one read-back per call (see :func:`rlrobust.attacks.fgsm`)."""
+    bounds, norm, eps = check_attack(model, x, eps, bounds, norm, checks=checks)
     check_count(eot_samples, "eot_samples")
     if eot_batch_size is not None:
         check_count(eot_batch_size, "eot_batch_size")
@@ -208,7 +234,7 @@ def prepare(
         if y.shape[:1] != x.shape[:1]:
             raise ValueError(f"y must have one entry per input ({x.shape[0]}), got shape {tuple(y.shape)}")
         if builtin:
-            y = check_labels(y, x.shape[0], num_classes=None)  # the upper end once the scores are seen
+            y = check_labels(y, x.shape[0], num_classes=None, checks=checks)  # the upper end once scores are seen
     return AttackProblem(
         model=model,
         x=x.detach(),
@@ -222,6 +248,8 @@ def prepare(
         eot_samples=eot_samples,
         eot_batch_size=eot_batch_size,
         independent_rows=rows_independent(model),
+        checks=checks,
+        watch=ScoreWatch(checks),
     )
 
 

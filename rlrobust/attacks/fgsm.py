@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
+from rlrobust._checks import DeviceChecks
 from rlrobust.attacks._base import Model, ascend, prepare, preserved_model
 from rlrobust.attacks.losses import LossFn
 
@@ -41,21 +42,26 @@ def fgsm(
         targeted: descend the loss toward ``y`` instead of ascending it away from ``y``.
         eot_samples: stochastic passes averaged for the gradient (and for ``y=None`` predictions).
         eot_batch_size: most rows per forward call when passes are batched.
+
+    The values of ``x``, ``y`` and the model's scores are checked in one read-back at the end of the call (one
+    host-device synchronisation on a GPU), with the same errors as checks made one by one.
     """
-    problem = prepare(
-        model,
-        x,
-        y,
-        eps=eps,
-        bounds=bounds,
-        norm=norm,
-        loss=loss,
-        targeted=targeted,
-        eot_samples=eot_samples,
-        eot_batch_size=eot_batch_size,
-    )
-    if problem.eps == 0:
-        return problem.x.clone()
-    with preserved_model(model):
-        _, grad = problem.objective(problem.x, with_grad=True)
-    return ascend(problem.x, grad, problem.eps, problem.norm).clamp(*problem.bounds).detach()
+    with DeviceChecks.deferred() as checks:  # the values of x, y and the scores: one read-back, at the end
+        problem = prepare(
+            model,
+            x,
+            y,
+            eps=eps,
+            bounds=bounds,
+            norm=norm,
+            loss=loss,
+            targeted=targeted,
+            eot_samples=eot_samples,
+            eot_batch_size=eot_batch_size,
+            checks=checks,
+        )
+        if problem.eps == 0:
+            return problem.x.clone()
+        with preserved_model(model):
+            _, grad = problem.objective(problem.x, with_grad=True)
+        return ascend(problem.x, grad, problem.eps, problem.norm).clamp(*problem.bounds).detach()

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import torch
 
-from rlrobust._checks import check_count, check_positive
+from rlrobust._checks import DeviceChecks, check_count, check_positive
 from rlrobust.attacks._base import Model, prepare, preserved_model, run_steps, steps_for
 from rlrobust.attacks.losses import LossFn
 
@@ -34,23 +34,23 @@ def iterative(
     ``steps`` defaults to the paper's ``ceil(eps / step)``. Other arguments as :func:`rlrobust.attacks.fgsm`;
     with ``eot_samples=n`` every step uses the mean gradient of ``n`` stochastic passes.
     """
-    problem = prepare(
-        model,
-        x,
-        y,
-        eps=eps,
-        bounds=bounds,
-        norm=norm,
-        loss=loss,
-        targeted=targeted,
-        eot_samples=eot_samples,
-        eot_batch_size=eot_batch_size,
-    )
-    step = check_positive(step, "step")
-    steps = steps_for(problem.eps, step) if steps is None else check_count(steps, "steps")
-    if problem.eps == 0:
-        return problem.x.clone()
-    with preserved_model(model):
-        x_adv = run_steps(problem, problem.x, step=step, steps=steps)
-    problem.watch.check()
-    return x_adv
+    with DeviceChecks.deferred() as checks:  # the values of x, y and every pass's scores: one read-back
+        problem = prepare(
+            model,
+            x,
+            y,
+            eps=eps,
+            bounds=bounds,
+            norm=norm,
+            loss=loss,
+            targeted=targeted,
+            eot_samples=eot_samples,
+            eot_batch_size=eot_batch_size,
+            checks=checks,
+        )
+        step = check_positive(step, "step")
+        steps = steps_for(problem.eps, step) if steps is None else check_count(steps, "steps")
+        if problem.eps == 0:
+            return problem.x.clone()
+        with preserved_model(model):
+            return run_steps(problem, problem.x, step=step, steps=steps)

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 import torch
 
-from rlrobust._checks import check_count, check_flag, check_generator, check_positive
-from rlrobust.attacks._base import Model, prepare, preserved_model, random_start, run_steps
+from rlrobust._checks import DeviceChecks, check_count, check_flag, check_generator, check_positive
+from rlrobust.attacks._base import AttackProblem, Model, prepare, preserved_model, random_start, run_steps
 from rlrobust.attacks.losses import LossFn
 
 
@@ -45,45 +45,56 @@ def pgd(
 
     Other arguments as :func:`rlrobust.attacks.fgsm`.
     """
-    problem = prepare(
-        model,
-        x,
-        y,
-        eps=eps,
-        bounds=bounds,
-        norm=norm,
-        loss=loss,
-        targeted=targeted,
-        eot_samples=eot_samples,
-        eot_batch_size=eot_batch_size,
-    )
-    steps = check_count(steps, "steps")
-    restarts = check_count(restarts, "restarts")
-    random_start = check_flag(random_start, "random_start")
-    check_generator(generator, problem.x.device)
-    step = 2.5 * problem.eps / steps if step is None else check_positive(step, "step")
-    if problem.eps == 0:
-        return problem.x.clone()
+    with DeviceChecks.deferred() as checks:  # the values of x, y and every pass's scores: one read-back
+        problem = prepare(
+            model,
+            x,
+            y,
+            eps=eps,
+            bounds=bounds,
+            norm=norm,
+            loss=loss,
+            targeted=targeted,
+            eot_samples=eot_samples,
+            eot_batch_size=eot_batch_size,
+            checks=checks,
+        )
+        steps = check_count(steps, "steps")
+        restarts = check_count(restarts, "restarts")
+        random_start = check_flag(random_start, "random_start")
+        check_generator(generator, problem.x.device)
+        step = 2.5 * problem.eps / steps if step is None else check_positive(step, "step")
+        if problem.eps == 0:
+            return problem.x.clone()
+        with preserved_model(model):
+            return _restarts(problem, random_start, restarts, step, steps, generator)
+
+
+def _restarts(
+    problem: AttackProblem,
+    random_start: bool,
+    restarts: int,
+    step: float,
+    steps: int,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """Runs from ``restarts`` starts; per input, the end point with the highest objective."""
     best, best_objective = None, None
-    with preserved_model(model):
-        for _ in range(restarts):
-            start = _start(problem, random_start, generator)
-            x_adv = run_steps(problem, start, step=step, steps=steps)
-            if restarts == 1:
-                best = x_adv
-                break
-            objective, _ = problem.objective(x_adv, with_grad=False)
-            if best is None:
-                best, best_objective = x_adv, objective
-                continue
-            better = objective > best_objective
-            best = torch.where(better.view(-1, *([1] * (x_adv.ndim - 1))), x_adv, best)
-            best_objective = torch.maximum(objective, best_objective)
-    problem.watch.check()
+    for _ in range(restarts):
+        x_adv = run_steps(problem, _start(problem, random_start, generator), step=step, steps=steps)
+        if restarts == 1:
+            return x_adv
+        objective, _ = problem.objective(x_adv, with_grad=False)
+        if best is None:
+            best, best_objective = x_adv, objective
+            continue
+        better = objective > best_objective
+        best = torch.where(better.view(-1, *([1] * (x_adv.ndim - 1))), x_adv, best)
+        best_objective = torch.maximum(objective, best_objective)
     return best
 
 
-def _start(problem, use_random: bool, generator: torch.Generator | None) -> torch.Tensor:
+def _start(problem: AttackProblem, use_random: bool, generator: torch.Generator | None) -> torch.Tensor:
     if not use_random:
         return problem.x.clone()
     return random_start(problem.x, problem.eps, problem.norm, problem.bounds, generator)
