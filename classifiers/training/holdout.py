@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from classifiers.data.dataset import ImageDataset
-from rlrobust.distributed import Runtime, all_reduce_sum
 from rlrobust.attacks import pgd
+from rlrobust.distributed import Runtime, all_reduce_sum
 from rlrobust.energy import energy, joint_energy
 
 METRICS = ("clean_acc", "pgd_acc", "energy_nat", "energy_adv", "energy_gap", "energy_joint")

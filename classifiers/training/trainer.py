@@ -36,12 +36,12 @@ from classifiers.data.registry import dataset_files
 from classifiers.models import CHECKPOINT_FORMAT, build_model
 from classifiers.training.checkpoint import BEST, LAST, load_training_checkpoint, save_atomic
 from classifiers.training.config import TrainConfig
-from rlrobust.distributed import Runtime, all_reduce_sum, barrier, start_runtime, stop_runtime
 from classifiers.training.holdout import evaluate_holdout
 from classifiers.training.methods import AttackSettings, make_method
 from classifiers.training.run_log import EpochLog
 from classifiers.training.schedules import check_schedule, make_scheduler
 from rlrobust.attacks._base import scores_unwatched
+from rlrobust.distributed import Runtime, all_reduce_sum, barrier, start_runtime, stop_runtime
 from rlrobust.reporting import atomic_write_text
 from rlrobust.runs import (
     RUN_FILE,
