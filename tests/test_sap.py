@@ -63,6 +63,27 @@ def test_exact_sampling_has_the_joint_law_of_draws_with_replacement():
         assert indep.double().var().item() == pytest.approx(var_independent, rel=0.06)
 
 
+@pytest.mark.parametrize("frac", [1.0, 0.25, 3.0])
+def test_the_device_sampler_has_the_same_law_when_forced_on_the_cpu(monkeypatch, frac):
+    """Off the CPU, exact sampling uses sorted uniforms from exponential spacings (no read-back); run it here on the
+    CPU and check its keep frequencies and the variance of the survivors against the law of draws with replacement."""
+    monkeypatch.setattr(sap, "_reads_back_freely", lambda device: False)
+    g = torch.Generator().manual_seed(4)
+    h = torch.cat([H[0], torch.rand(60, generator=g) ** 2]).unsqueeze(0)
+    trials, r = 20000, round(frac * h.shape[1])
+    kept = sap_mask(h.repeat(trials, 1), frac, generator=g) > 0
+    p = h[0].double() / h[0].double().sum()
+    q = 1 - (1 - p) ** r
+    se = (q * (1 - q) / trials).sqrt()
+    assert ((kept.double().mean(0) - q).abs() <= 5 * se + 1e-12).all()
+    assert not kept[:, h[0] == 0].any()
+    assert kept.sum(1).max() <= r
+    both = 1 - (1 - p[:, None]) ** r - (1 - p[None, :]) ** r + (1 - p[:, None] - p[None, :]).clamp_min(0) ** r
+    cov = (both - q[:, None] * q[None, :]).fill_diagonal_(0)
+    var_exact = float((q * (1 - q)).sum() + cov.sum())
+    assert kept.sum(1).double().var().item() == pytest.approx(var_exact, rel=0.06)
+
+
 def test_exact_sampling_never_keeps_more_than_r_entries():
     kept = sap_mask(torch.rand(5000, 50) + 0.1, 0.1, generator=torch.Generator().manual_seed(2)) > 0
     assert kept.sum(1).max() <= 5
