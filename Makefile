@@ -40,11 +40,14 @@ core-demo: install
 attack: install
 	$(PY) scripts/attack_policy.py
 
+# Tests run in one worker per core (pytest-xdist; TEST_WORKERS=0 for one process).
+TEST_WORKERS ?= auto
+
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 test-all: install
-	$(PY) -m pytest -q -m ""
+	$(PY) -m pytest -q -m "" -n $(TEST_WORKERS)
 
 lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
