@@ -27,18 +27,27 @@ def budget_text(budget: float, protocol: Protocol) -> str:
 
 
 def cell_text(row: dict[str, Any]) -> str:
-    """``mean ± half-interval (action-change %)``."""
+    """``mean ± half-interval (action-change %)``, then the share of steps attacked where the attack picked its
+    steps (strategically timed), and for the worst case the attack that reached it.
+
+    >>> cell_text({"mean": -21.0, "ci95_high": -21.0, "action_change_rate": 0.83, "attack": "pgd-timed",
+    ...            "attack_rate": 0.83})
+    '-21.0 ± 0.0 (83%; 83% of steps attacked)'
+    """
     half = row["ci95_high"] - row["mean"]
     spread = f" ± {half:.1f}" if math.isfinite(half) else ""
-    return f"{row['mean']:.1f}{spread} ({row['action_change_rate']:.0%})"
+    timed = f"; {row['attack_rate']:.0%} of steps attacked" if row["attack"] == "pgd-timed" else ""
+    worst = f" [{row['worst_of']}]" if row.get("worst_of") else ""
+    return f"{row['mean']:.1f}{spread} ({row['action_change_rate']:.0%}{timed}){worst}"
 
 
 def markdown_rows(rows: Sequence[dict[str, Any]], protocol: Protocol) -> list[dict[str, str]]:
-    """One line per agent, game and column; one column per budget (the clean score fills its line)."""
+    """One line per agent, game and column; one column per budget (the clean score fills its line; a worst-case
+    cell names its attack, which may differ between budgets)."""
     table: dict[tuple, dict[str, str]] = {}
     for r in rows:
         line = table.setdefault((r["agent"], r["game"], r["label"]), {"agent": r["agent"], "game": r["game"]})
-        line["attack"] = r["label"] + (f" = {r['worst_of']}" if r.get("worst_of") else "")
+        line["attack"] = r["label"]
         budgets = protocol.budgets if r["attack"] == "clean" else [r[protocol.budget_name]]
         for budget in budgets:
             line[f"{protocol.budget_name}={budget_text(budget, protocol)}"] = cell_text(r)
