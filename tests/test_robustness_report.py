@@ -96,7 +96,8 @@ def test_a_run_writes_every_output_and_each_row_names_the_agent_and_protocol(who
         table = list(csv.DictReader(handle))
     assert [(r["attack"], r["agent_sha256"]) for r in table] == [(r["attack"], sha) for r in rows]
     markdown = (out / "results.md").read_text()
-    assert "protocol sa-dqn" in markdown and "eps=1/255" in markdown and "worst case = " in markdown
+    assert "protocol sa-dqn" in markdown and "eps=1/255" in markdown and "| worst case | " in markdown
+    assert f"[{worst['worst_of']}]" in markdown and "of steps attacked" in markdown  # each worst cell names its attack
     record = json.loads((out / "run.json").read_text())
     assert record["job"] == "robustness_report" and record["settings"]["protocol"]["name"] == "sa-dqn"
     assert record["settings"]["agents"][0]["sha256"] == sha and record["inputs"]["pong6"]["sha256"] == sha
