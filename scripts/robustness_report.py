@@ -22,6 +22,7 @@ Ctrl-C or SIGTERM keeps every finished cell, writes the finished rows, prints th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -154,22 +155,13 @@ def main(argv: list[str] | None = None) -> dict[str, Path] | int | None:
         agents = load_agents(args, runtime)
         settings = recorded_settings(spec, agents, args)
         out = claim(args, agents, settings, runtime)
-        lock = RunLock(out) if runtime.is_main else None
-        with lock or _Nothing():
+        with RunLock(out) if runtime.is_main else contextlib.nullcontext():
             name = CELLS_FILE if not runtime.distributed else f"cells.rank{runtime.rank}.json"
             store = CellStore(out, settings, name=name)
             resume = resume_command("scripts/robustness_report.py", argv, out, first=args.agents)
             return report(args, spec, agents, store, runtime, out, resume)
     finally:
         stop_runtime(runtime)
-
-
-class _Nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def load_agents(args: argparse.Namespace, runtime: Runtime) -> list:
