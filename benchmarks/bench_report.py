@@ -93,22 +93,10 @@ def single_wrapper(env: gym.Env, attack: Attack | None, network: nn.Module, seed
     """``env`` in the one single-env wrapper that plays ``attack`` as the engine's vector wrapper does."""
     if attack is None:
         return env
+    keywords = attack.wrapper_keywords()
     if attack.kind == "noise":
-        noise = {"kind": "sign", "perturb": attack.perturb}
-        return RandomNoiseObservation(env, eps=attack.eps, seed=seed, device=device, **noise)
-    return AdversarialObservation(
-        env,
-        network,
-        eps=attack.eps,
-        attack=attack.kind,
-        loss=attack.loss,
-        targeted=attack.targeted,
-        eot_samples=attack.eot_samples,
-        attack_options=attack.options(),
-        perturb=attack.perturb,
-        seed=seed,
-        device=device,
-    )
+        return RandomNoiseObservation(env, seed=seed, device=device, **keywords)
+    return AdversarialObservation(env, network, seed=seed, device=device, **keywords)
 
 
 def play_loop(

@@ -52,6 +52,25 @@ class Attack:
     timed_threshold: float | None = None
     perturb: str = "stack"  # "newest": only the newest frame of each stack (the wrappers' ``perturb``)
 
+    def wrapper_keywords(self) -> dict[str, Any]:
+        """The keywords of the wrappers that play this attack (``wrappers.AdversarialObservation`` and its vector
+        twin; for ``noise``, ``RandomNoiseObservation``'s), apart from the env, victim, seed and device."""
+        if self.kind == "noise":
+            return {"eps": self.eps, "kind": "sign", "perturb": self.perturb}
+        if self.kind not in GRADIENT_ATTACKS:
+            raise ValueError(f"unknown attack kind {self.kind!r}; choose noise or one of {GRADIENT_ATTACKS}")
+        schedule = None if self.timed_threshold is None else StrategicallyTimed(self.timed_threshold)
+        return {
+            "eps": self.eps,
+            "attack": self.kind,
+            "loss": self.loss,
+            "targeted": self.targeted,
+            "eot_samples": self.eot_samples,
+            "attack_options": self.options(),
+            "schedule": schedule,
+            "perturb": self.perturb,
+        }
+
     def options(self) -> dict[str, Any] | None:
         """The core attack's step settings (None keeps the wrapper's defaults)."""
         chosen = {k: v for k, v in (("steps", self.steps), ("step", self.step)) if v is not None}
@@ -78,24 +97,7 @@ def attacked_env(
     env: VectorEnv, attack: Attack, network: nn.Module, *, seed: int, device: str | torch.device
 ) -> VectorEnv:
     """``env`` whose observations ``attack`` perturbs against ``network`` (the attacker's view of the agent)."""
+    keywords = attack.wrapper_keywords()
     if attack.kind == "noise":
-        return VectorRandomNoiseObservation(
-            env, eps=attack.eps, kind="sign", perturb=attack.perturb, seed=seed, device=device
-        )
-    if attack.kind not in GRADIENT_ATTACKS:
-        raise ValueError(f"unknown attack kind {attack.kind!r}; choose noise or one of {GRADIENT_ATTACKS}")
-    schedule = None if attack.timed_threshold is None else StrategicallyTimed(attack.timed_threshold)
-    return VectorAdversarialObservation(
-        env,
-        network,
-        eps=attack.eps,
-        attack=attack.kind,
-        loss=attack.loss,
-        targeted=attack.targeted,
-        eot_samples=attack.eot_samples,
-        attack_options=attack.options(),
-        schedule=schedule,
-        perturb=attack.perturb,
-        seed=seed,
-        device=device,
-    )
+        return VectorRandomNoiseObservation(env, seed=seed, device=device, **keywords)
+    return VectorAdversarialObservation(env, network, seed=seed, device=device, **keywords)
