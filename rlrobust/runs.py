@@ -32,7 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from rlrobust.files import atomic_write_json, atomic_write_text, check_writable, sha256_of
+from rlrobust.files import atomic_write_json, check_writable, sha256_of
 
 RUN_FILE = "run.json"  # what produced a folder's results: job, settings, inputs' hashes, versions
 CELLS_FILE = "cells.json"  # finished cells of an evaluation, for resuming
@@ -319,4 +319,4 @@ class CellStore:
         """Record a finished cell (JSON-serialisable) and rewrite the file."""
         self.cells[key] = json.loads(json.dumps(value, default=str))
         self._mine[key] = self.cells[key]
-        atomic_write_text(self.path, json.dumps({"settings": self.settings, "cells": self._mine}, indent=2) + "\n")
+        atomic_write_json(self.path, {"settings": self.settings, "cells": self._mine})
