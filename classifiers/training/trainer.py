@@ -40,7 +40,7 @@ from classifiers.training.holdout import evaluate_holdout
 from classifiers.training.methods import AttackSettings, make_method
 from classifiers.training.run_log import EpochLog
 from classifiers.training.schedules import check_schedule, make_scheduler
-from rlrobust.attacks._base import scores_unwatched
+from rlrobust.attacks import scores_unwatched
 from rlrobust.distributed import Runtime, all_reduce_sum, barrier, start_runtime, stop_runtime
 from rlrobust.reporting import atomic_write_text
 from rlrobust.runs import (

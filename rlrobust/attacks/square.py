@@ -37,7 +37,8 @@ from rlrobust._checks import (
     check_norm,
     check_positive,
 )
-from rlrobust.attacks._base import Model, per_sample_norm, project
+from rlrobust.attacks._base import Model
+from rlrobust.attacks.budget import per_sample_norm, project
 from rlrobust.stochastic import mean_output
 
 #: Iterations (of 10,000) after which the window share ``p`` halves (Andriushchenko et al. 2020, Sec. 4 / App. C).
