@@ -43,8 +43,10 @@ class GradientAttack(Perturbation):
     """A core attack (``fgsm``, ``iterative``, ``pgd``) or any callable with the core's signature.
 
     Defaults in the observation's units: ``iterative`` steps of one grey level (the SAP paper's k = 1 on
-    0-255 frames; ``eps / 10`` where the range is unbounded), ``ceil(eps / step)`` of them; ``pgd`` with a
-    random start, 10 steps of ``eps / 10`` (SA-DQN / RADIAL). ``options`` override them and reach the attack.
+    0-255 frames; ``eps / 10`` where the range is unbounded), ``ceil(eps / step)`` of them; ``pgd`` the core's:
+    a random start, 10 steps of ``rlrobust.attacks.default_pgd_step``, ``2.5 * eps / steps`` (Madry et al.; the
+    wrappers' steps were ``eps / 10`` before, SA-DQN's, which the ``sa-dqn`` protocol states itself).
+    ``options`` override them and reach the attack.
     """
 
     def __init__(
@@ -81,9 +83,7 @@ class GradientAttack(Perturbation):
     def _defaults(self, grey_level: float | None) -> dict[str, Any]:
         if self.fn is ATTACKS["iterative"]:
             return {"step": grey_level if grey_level is not None else self.eps / 10 or 1.0}
-        if self.fn is ATTACKS["pgd"]:
-            return {"steps": 10, "step": self.eps / 10 or 1.0}
-        return {}
+        return {}  # pgd: the core's defaults
 
     def integral(self) -> bool:
         if self.norm != "linf" or not _is_whole(self.eps):
