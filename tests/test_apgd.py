@@ -229,13 +229,12 @@ def test_bad_arguments_are_named(module_net, images):
 @pytest.mark.parametrize(("eot_samples", "eot_batch_size"), [(1, None), (3, None), (3, 4)])
 def test_the_objective_returns_the_prediction_of_its_passes(module_net, images, eot_samples, eot_batch_size):
     """APGD reads each iterate's prediction from the objective's own passes (the argmax of their mean softmax)."""
-    from rlrobust.attacks._base import prepare
+    from rlrobust.attacks._base import attack_run
 
     y = module_net(images).argmax(1)
-    problem = prepare(module_net, images, y, eps=8 / 255, bounds=(0.0, 1.0), norm="linf", loss="ce", targeted=False,
-                      eot_samples=eot_samples, eot_batch_size=eot_batch_size)  # fmt: skip
     shifted = (images + 0.02).clamp(0, 1)
-    evaluation = problem.objective(shifted, with_grad=True, with_predictions=True)
+    with attack_run(module_net, images, y, 8 / 255, (0.0, 1.0), "linf", "ce", False, eot_samples, eot_batch_size) as p:
+        evaluation = p.objective(shifted, with_grad=True, with_predictions=True)
+        assert p.objective(shifted, with_grad=False).predictions is None
     assert torch.equal(evaluation.predictions, module_net(shifted).argmax(1))
     assert evaluation.grad.shape == images.shape and evaluation.objective.shape == (images.shape[0],)
-    assert problem.objective(shifted, with_grad=False).predictions is None

@@ -218,58 +218,6 @@ def checked_proba(model: Model, x: torch.Tensor, samples: int, max_rows: int | N
     return mean_output(model, x, samples, transform=softmax, max_rows=max_rows)
 
 
-def prepare(
-    model: Model,
-    x: torch.Tensor,
-    y: torch.Tensor | None,
-    *,
-    eps: float,
-    bounds: Sequence[float],
-    norm: str,
-    loss: str | LossFn,
-    targeted: bool,
-    eot_samples: int,
-    eot_batch_size: int | None,
-    checks: DeviceChecks | None = None,
-) -> AttackProblem:
-    """Check every argument; labels are settled on first use (``y=None``: the model's prediction on ``x``).
-
-    The values of the input, the labels and the model's scores are judged at once (a read-back each), or, with
-    ``checks``, when they settle: ``with DeviceChecks.deferred() as checks:`` around the whole attack makes that
-    one read-back per call (see :func:`rlrobust.attacks.fgsm`)."""
-    bounds, norm, eps = check_attack(model, x, eps, bounds, norm, checks=checks)
-    check_count(eot_samples, "eot_samples")
-    if eot_batch_size is not None:
-        check_count(eot_batch_size, "eot_batch_size")
-    loss_fn, builtin = resolve_loss(loss)
-    targeted = check_flag(targeted, "targeted")
-    if y is None and targeted:
-        raise ValueError("a targeted attack needs the target labels y")
-    if y is not None:
-        if not isinstance(y, torch.Tensor):
-            raise TypeError(f"y must be a tensor with one entry per input, got {type(y).__name__}")
-        if y.shape[:1] != x.shape[:1]:
-            raise ValueError(f"y must have one entry per input ({x.shape[0]}), got shape {tuple(y.shape)}")
-        if builtin:
-            y = check_labels(y, x.shape[0], num_classes=None, checks=checks)  # the upper end once scores are seen
-    return AttackProblem(
-        model=model,
-        x=x.detach(),
-        given_y=y,
-        loss_fn=loss_fn,
-        builtin_loss=builtin,
-        direction=-1.0 if targeted else 1.0,
-        bounds=bounds,
-        eps=eps,
-        norm=norm,
-        eot_samples=eot_samples,
-        eot_batch_size=eot_batch_size,
-        independent_rows=rows_independent(model),
-        checks=checks,
-        watch=ScoreWatch(checks),
-    )
-
-
 @contextlib.contextmanager
 def attack_run(
     model: Model,
@@ -284,24 +232,47 @@ def attack_run(
     eot_batch_size: int | None,
 ) -> Iterator[AttackProblem]:
     """What every gradient attack starts with, written once: its shared arguments (in the order of the attacks'
-    signatures) checked into an :class:`AttackProblem`, and the model's parameters frozen for the block.
+    signatures) checked into an :class:`AttackProblem`, and the model's parameters frozen for the block. Labels
+    are settled on first use (``y=None``: the model's prediction on ``x``).
 
     The values of ``x``, ``y`` and every pass's scores are judged in one read-back when the block ends (inside an
     enclosing ``DeviceChecks.deferred()`` block: when that one ends), with the errors of checks made one by one.
+
+    >>> with attack_run(torch.nn.Linear(3, 2), torch.rand(4, 3), None, 0.1, (0, 1), "linf", "ce", False, 1, None) as p:
+    ...     p.objective(p.x, with_grad=True).grad.shape
+    torch.Size([4, 3])
     """
     with DeviceChecks.deferred() as checks:
-        problem = prepare(
-            model,
-            x,
-            y,
-            eps=eps,
+        bounds, norm, eps = check_attack(model, x, eps, bounds, norm, checks=checks)
+        check_count(eot_samples, "eot_samples")
+        if eot_batch_size is not None:
+            check_count(eot_batch_size, "eot_batch_size")
+        loss_fn, builtin = resolve_loss(loss)
+        targeted = check_flag(targeted, "targeted")
+        if y is None and targeted:
+            raise ValueError("a targeted attack needs the target labels y")
+        if y is not None:
+            if not isinstance(y, torch.Tensor):
+                raise TypeError(f"y must be a tensor with one entry per input, got {type(y).__name__}")
+            if y.shape[:1] != x.shape[:1]:
+                raise ValueError(f"y must have one entry per input ({x.shape[0]}), got shape {tuple(y.shape)}")
+            if builtin:
+                y = check_labels(y, x.shape[0], num_classes=None, checks=checks)  # the upper end once scores are seen
+        problem = AttackProblem(
+            model=model,
+            x=x.detach(),
+            given_y=y,
+            loss_fn=loss_fn,
+            builtin_loss=builtin,
+            direction=-1.0 if targeted else 1.0,
             bounds=bounds,
+            eps=eps,
             norm=norm,
-            loss=loss,
-            targeted=targeted,
             eot_samples=eot_samples,
             eot_batch_size=eot_batch_size,
+            independent_rows=rows_independent(model),
             checks=checks,
+            watch=ScoreWatch(checks),
         )
         with preserved_model(model):
             yield problem
