@@ -1,4 +1,4 @@
-"""Input validation shared by the core.
+"""Input validation shared by the core; code outside ``rlrobust`` imports it as :mod:`rlrobust.checks`.
 
 Every public entry point checks its arguments here so that bad input fails early with a message that
 names the argument, the value and what was expected, instead of a shape error deep inside a model.
@@ -7,6 +7,7 @@ names the argument, the value and what was expected, instead of a shape error de
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import math
 import numbers
@@ -69,10 +70,21 @@ class DeviceChecks:
         """Checks settled when the block ends, and before any exception leaves it: a failed check explains what
         went wrong after it (a model fed NaN, a loss fed a label outside the classes), so its error comes first.
 
+        Inside another deferred block the checks join that one, so the outermost block reads every check of the
+        calls inside it back at once (two attacks in a row: one read-back, not two).
+
         >>> with DeviceChecks.deferred() as checks:
         ...     check_input(torch.zeros(1, 2), (0.0, 1.0), checks=checks)
+        ...     with DeviceChecks.deferred() as inner:
+        ...         inner is checks
+        True
         """
+        outer = _OPEN.get()
+        if outer is not None:
+            yield outer
+            return
         checks = cls()
+        token = _OPEN.set(checks)
         try:
             yield checks
         except Exception:
@@ -81,7 +93,13 @@ class DeviceChecks:
             except ValueError as failed:
                 raise failed from None
             raise
+        finally:
+            _OPEN.reset(token)
         checks.settle()
+
+
+#: The checks of the outermost open ``DeviceChecks.deferred()`` block in this context, if any.
+_OPEN: contextvars.ContextVar[DeviceChecks | None] = contextvars.ContextVar("rlrobust_open_checks", default=None)
 
 
 def judge_values(values: torch.Tensor, judge: Judge, checks: DeviceChecks | None) -> None:

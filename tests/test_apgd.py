@@ -224,3 +224,17 @@ def test_bad_arguments_are_named(module_net, images):
     with pytest.raises(ValueError, match="eps"):
         apgd(module_net, images, eps=8.0)
     assert math.isfinite(float(dlr(torch.tensor([[1.0, 1.0, 1.0]]), torch.tensor([0]))))
+
+
+@pytest.mark.parametrize(("eot_samples", "eot_batch_size"), [(1, None), (3, None), (3, 4)])
+def test_the_objective_returns_the_prediction_of_its_passes(module_net, images, eot_samples, eot_batch_size):
+    """APGD reads each iterate's prediction from the objective's own passes (the argmax of their mean softmax)."""
+    from rlrobust.attacks._base import attack_run
+
+    y = module_net(images).argmax(1)
+    shifted = (images + 0.02).clamp(0, 1)
+    with attack_run(module_net, images, y, 8 / 255, (0.0, 1.0), "linf", "ce", False, eot_samples, eot_batch_size) as p:
+        evaluation = p.objective(shifted, with_grad=True, with_predictions=True)
+        assert p.objective(shifted, with_grad=False).predictions is None
+    assert torch.equal(evaluation.predictions, module_net(shifted).argmax(1))
+    assert evaluation.grad.shape == images.shape and evaluation.objective.shape == (images.shape[0],)

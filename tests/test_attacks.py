@@ -277,3 +277,88 @@ def test_fgsm_with_y_none_labels_the_batch_from_its_own_gradient_pass(module_net
     counted.calls = 0
     pgd(counted, images, eps=4 / 255, steps=3)  # random start: the clean batch needs its own prediction pass
     assert counted.calls == 1 + 3
+
+
+def test_pgd_from_x_init_replays_its_own_random_start(module_net, images):
+    """x_init is the start as given: PGD from the random point it would draw itself ends where PGD does."""
+    y = module_net(images).argmax(1)
+    eps = 8 / 255
+    start = attacks.random_point(images, eps, "linf", (0.0, 1.0), torch.Generator().manual_seed(3))
+    from_start = pgd(module_net, images, y, eps=eps, steps=4, x_init=start)
+    drawn = pgd(module_net, images, y, eps=eps, steps=4, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(from_start, drawn)
+
+
+def test_pgd_x_init_outside_the_ball_still_returns_a_point_inside_it(module_net, images):
+    """A start beyond the budget (TRADES' x + 0.001 N(0, 1) at a tiny eps) is stepped from, then projected."""
+    eps = 0.5 / 255
+    start = (images + 0.01).clamp(0, 1)
+    x_adv = pgd(module_net, images, eps=eps, steps=1, step=eps / 4, x_init=start)
+    assert (x_adv - images).abs().max() <= eps + 1e-7
+    assert torch.equal(pgd(module_net, images, eps=0.0, x_init=start), images)  # eps 0: x itself
+
+
+def test_pgd_x_init_restarts_after_the_first_start_randomly(module_net, images):
+    y = module_net(images).argmax(1)
+    x_adv = pgd(module_net, images, y, eps=8 / 255, steps=2, restarts=2, x_init=images.clone())
+    single = pgd(module_net, images, y, eps=8 / 255, steps=2, random_start=False)
+    objective = ce_per_sample(module_net, x_adv, y)
+    assert (objective >= ce_per_sample(module_net, single, y) - 1e-6).all()  # the x_init run is one candidate
+
+
+@pytest.mark.parametrize(
+    ("make_start", "error", "message"),
+    [
+        (lambda x: x[:1], ValueError, r"x_init must be a tensor of x's shape \(4, 3, 8, 8\), got \(1, 3, 8, 8\)"),
+        (lambda x: x.tolist(), ValueError, "x_init must be a tensor of x's shape"),
+        (lambda x: x * 255, ValueError, r"x_init has values in \[.*\], outside bounds \(0, 1\); x_init is a start"),
+        (lambda x: x.masked_fill(x > 0.5, float("nan")), ValueError, "x_init contains NaN or infinite values"),
+        (lambda x: (x * 255).long(), TypeError, "x_init must be a floating-point tensor"),
+    ],
+)
+def test_pgd_refuses_a_bad_x_init_in_one_line(module_net, images, make_start, error, message):
+    with pytest.raises(error, match=message):
+        pgd(module_net, images[:4], eps=8 / 255, x_init=make_start(images[:4]))
+
+
+def test_x_init_is_checked_in_the_calls_one_read_back_after_x(module_net, images):
+    from tests.test_host_syncs import ReadBacks
+
+    start = (images + 0.001).clamp(0, 1)
+    with ReadBacks() as reads:
+        pgd(module_net, images, eps=8 / 255, steps=3, x_init=start)
+    assert reads.total == 1, dict(reads.calls)
+    bad_x = images.clone()
+    bad_x[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"^x contains NaN"):
+        pgd(module_net, bad_x, eps=8 / 255, x_init=images * 255)
+
+
+def test_attacks_inside_one_deferred_block_read_back_once(module_net, images):
+    from rlrobust.checks import DeviceChecks
+    from tests.test_host_syncs import ReadBacks
+
+    y = module_net(images).argmax(1)
+    with ReadBacks() as reads, DeviceChecks.deferred():
+        first = pgd(module_net, images, y, eps=8 / 255, steps=1, random_start=False)
+        pgd(module_net, images, y, eps=8 / 255, steps=2, x_init=first)
+    assert reads.total == 1, dict(reads.calls)
+    with pytest.raises(ValueError, match="outside bounds"), DeviceChecks.deferred():
+        pgd(module_net, images * 2, eps=8 / 255, steps=1)  # returns: its checks wait for the outer block's end
+
+
+def test_default_pgd_step_is_madrys_rule_and_pgds_default(module_net, images):
+    assert attacks.default_pgd_step(8 / 255, 10) == 2.5 * (8 / 255) / 10
+    seed = torch.Generator
+    implicit = pgd(module_net, images, eps=8 / 255, steps=4, generator=seed().manual_seed(0))
+    explicit = pgd(module_net, images, eps=8 / 255, steps=4, step=attacks.default_pgd_step(8 / 255, 4),
+                   generator=seed().manual_seed(0))  # fmt: skip
+    assert torch.equal(implicit, explicit)
+
+
+def test_project_keeps_a_point_inside_and_pulls_one_outside_in():
+    x = torch.full((2, 3), 0.5)
+    inside = attacks.random_point(x, 0.1, "linf", (0.0, 1.0), torch.Generator().manual_seed(0))
+    assert torch.equal(attacks.project(inside, x, 0.1, "linf", (0.0, 1.0)), inside)
+    far = attacks.project(x + 5.0, x, 0.5, "l2", (0.0, 10.0))
+    assert torch.allclose((far - x).norm(dim=1), torch.full((2,), 0.5))

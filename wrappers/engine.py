@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from rlrobust._checks import check_count
 from rlrobust.attacks.losses import LossFn
+from rlrobust.checks import check_count
 from rlrobust.stochastic import mean_scores
 from wrappers.frames import PERTURB_CHOICES, WithOlderFrames, split_newest, stack_axis
 from wrappers.perturbations import GradientAttack, Perturbation, RandomNoise

@@ -66,7 +66,8 @@ class AdversarialObservation(PerturbedObservation, gym.utils.RecordConstructorAr
         eps: the budget in the observation's own units (lambda on 0-255 for uint8 frames, e.g. 1, 2, 4, 8;
             e.g. 8/255 for observations in [0, 1]).
         attack: ``"fgsm"``, ``"iterative"`` (the SAP paper's: steps of one grey level, ceil(eps / step) of
-            them), ``"pgd"`` (random start, 10 steps of eps / 10) or a callable with the signature of the
+            them), ``"pgd"`` (random start, 10 steps of 2.5 * eps / 10, the core's ``default_pgd_step``; the step
+            was eps / 10 before) or a callable with the signature of the
             attacks in ``rlrobust.attacks``.
         norm: ``"linf"`` or ``"l2"``.
         loss: ``"ce"`` (Huang et al.: cross-entropy against the clean greedy action), ``"margin"``, or a

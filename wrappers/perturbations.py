@@ -14,10 +14,9 @@ from typing import Any
 
 import torch
 
-from rlrobust._checks import DeviceChecks, check_count, check_eps, check_norm, check_positive
-from rlrobust.attacks import ATTACKS, get_attack
-from rlrobust.attacks._base import prepare, preserved_model, project, random_start, run_steps
+from rlrobust.attacks import ATTACKS, get_attack, pgd, project, random_point
 from rlrobust.attacks.losses import LossFn
+from rlrobust.checks import check_eps, check_norm, check_positive
 
 Generators = Sequence[torch.Generator]
 
@@ -44,8 +43,10 @@ class GradientAttack(Perturbation):
     """A core attack (``fgsm``, ``iterative``, ``pgd``) or any callable with the core's signature.
 
     Defaults in the observation's units: ``iterative`` steps of one grey level (the SAP paper's k = 1 on
-    0-255 frames; ``eps / 10`` where the range is unbounded), ``ceil(eps / step)`` of them; ``pgd`` with a
-    random start, 10 steps of ``eps / 10`` (SA-DQN / RADIAL). ``options`` override them and reach the attack.
+    0-255 frames; ``eps / 10`` where the range is unbounded), ``ceil(eps / step)`` of them; ``pgd`` the core's:
+    a random start, 10 steps of ``rlrobust.attacks.default_pgd_step``, ``2.5 * eps / steps`` (Madry et al.; the
+    wrappers' steps were ``eps / 10`` before, SA-DQN's, which the ``sa-dqn`` protocol states itself).
+    ``options`` override them and reach the attack.
     """
 
     def __init__(
@@ -82,9 +83,7 @@ class GradientAttack(Perturbation):
     def _defaults(self, grey_level: float | None) -> dict[str, Any]:
         if self.fn is ATTACKS["iterative"]:
             return {"step": grey_level if grey_level is not None else self.eps / 10 or 1.0}
-        if self.fn is ATTACKS["pgd"]:
-            return {"steps": 10, "step": self.eps / 10 or 1.0}
-        return {}
+        return {}  # pgd: the core's defaults
 
     def integral(self) -> bool:
         if self.norm != "linf" or not _is_whole(self.eps):
@@ -134,7 +133,7 @@ class RandomNoise(Perturbation):
 
     def _draw(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         if self.kind == "uniform":
-            return random_start(x, self.eps, self.norm, self.bounds, generator)
+            return random_point(x, self.eps, self.norm, self.bounds, generator)
         if self.kind == "sign":
             signs = torch.randint(0, 2, x.shape, generator=generator, device=x.device).to(x.dtype) * 2 - 1
             delta = signs * (self.eps if self.norm == "linf" else self.eps / math.sqrt(x[0].numel()))
@@ -148,23 +147,17 @@ class RandomNoise(Perturbation):
 def _pgd_row_starts(
     model, x: torch.Tensor, labels, generators: Generators, settings: dict[str, Any], options: dict[str, Any]
 ) -> torch.Tensor:
-    """The core's PGD (one restart), with each row's random start drawn from that row's generator."""
+    """The core's PGD (one restart) from a random start per row, each drawn from that row's generator."""
     options = {k: v for k, v in options.items() if k not in ("random_start", "restarts")}
-    step = check_positive(options.pop("step"), "step")
-    steps = check_count(options.pop("steps"), "steps")
-    eot_batch_size = options.pop("eot_batch_size", None)
-    if options:
-        raise TypeError(f"pgd got unexpected options {sorted(options)}")
-    with DeviceChecks.deferred() as checks:  # the values of x, labels and every pass's scores: one read-back
-        problem = prepare(model, x, labels, **settings, eot_batch_size=eot_batch_size, checks=checks)
-        if problem.eps == 0:
-            return problem.x.clone()
-        starts = [
-            random_start(problem.x[i : i + 1], problem.eps, problem.norm, problem.bounds, g)
-            for i, g in enumerate(generators)
-        ]
-        with preserved_model(model):
-            return run_steps(problem, torch.cat(starts), step=step, steps=steps)
+    unknown = sorted(set(options) - {"step", "steps", "eot_batch_size"})
+    if unknown:
+        raise TypeError(f"pgd got unexpected options {unknown}")
+    starts = None
+    if settings["eps"] > 0:  # no draw at a zero budget, where PGD returns x itself
+        eps, norm, bounds = settings["eps"], settings["norm"], settings["bounds"]
+        rows = [random_point(x[i : i + 1].detach(), eps, norm, bounds, g) for i, g in enumerate(generators)]
+        starts = torch.cat(rows)
+    return pgd(model, x, labels, x_init=starts, **settings, **options)
 
 
 def _is_whole(value: float) -> bool:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from rlrobust._checks import check_count, check_number, check_positive
+from rlrobust.checks import check_count, check_number, check_positive
 
 
 class AttackSchedule:

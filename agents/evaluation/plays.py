@@ -72,7 +72,8 @@ class Attack:
         }
 
     def options(self) -> dict[str, Any] | None:
-        """The core attack's step settings (None keeps the wrapper's defaults)."""
+        """The core attack's step settings (None keeps the wrapper's defaults: for PGD, the core's 10 steps of
+        ``rlrobust.attacks.default_pgd_step``)."""
         chosen = {k: v for k, v in (("steps", self.steps), ("step", self.step)) if v is not None}
         return chosen or None
 

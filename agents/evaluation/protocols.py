@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rlrobust.attacks import default_pgd_step
+
 PIXELS = 255.0  # frames are uint8 0-255; a budget on the [0, 1] scale is this many grey levels per unit
 
 
@@ -44,7 +46,7 @@ class Protocol:
     max_frames: int = 108_000  # emulator frames per game (4 per agent step)
     fire_after_life_loss: bool = False
     pgd_steps: int = 10
-    pgd_step_frac: float = 0.1  # PGD step as a share of the budget
+    pgd_step_frac: float | None = None  # PGD step as a share of the budget (None: the core's default_pgd_step)
     passes: int = 1  # stochastic agents act on the mean scores of this many passes
     eot_samples: int = 10  # passes per gradient when attacking a stochastic agent
     timed_rate: float = 0.25  # share of steps the strategically-timed attack is calibrated to attack
@@ -53,6 +55,16 @@ class Protocol:
     @property
     def budget_name(self) -> str:
         return "eps" if self.budget_scale == "unit" else "lambda"
+
+    def pgd_step(self, budget: float) -> float:
+        """The PGD step at ``budget``: the protocol's share of it, or the core's default for its steps.
+
+        >>> PROTOCOLS["sa-dqn"].pgd_step(5.0), Protocol("custom", "pixel", (4.0,), ("pgd",), 1).pgd_step(4.0)
+        (0.5, 1.0)
+        """
+        if self.pgd_step_frac is None:
+            return default_pgd_step(budget, self.pgd_steps)
+        return self.pgd_step_frac * budget
 
     def to_pixels(self, budget: float) -> float:
         """A budget in grey levels of the 0-255 frames the agents see."""
@@ -104,6 +116,7 @@ PROTOCOLS: dict[str, Protocol] = {
         attacks=ROBUST_RL_ATTACKS,
         episodes=50,
         max_frames=15_000 * 4,
+        pgd_step_frac=0.1,  # eps / 10
         source="Zhang et al. 2020 (SA-DQN), released test.py/attacks.py/defaults.json",
     ),
     "nature": Protocol(
@@ -114,6 +127,7 @@ PROTOCOLS: dict[str, Protocol] = {
         episodes=30,
         exploration=0.05,
         max_frames=18_000,
+        pgd_step_frac=0.1,  # the attacks of sa-dqn
         source="Mnih et al. 2015 (Nature DQN), Methods: evaluation",
     ),
     "sap-paper": Protocol(
@@ -122,7 +136,7 @@ PROTOCOLS: dict[str, Protocol] = {
         budgets=(1.0, 2.0, 4.0, 8.0),
         attacks=("noise", "fgsm", "iterative"),
         episodes=10,
-        pgd_step_frac=0.25,
+        pgd_step_frac=0.25,  # 2.5 * lambda / 10 (Madry et al.'s rule for its 10 steps)
         passes=100,
         eot_samples=100,
         source="Dhillon et al. 2018 (SAP), Section 4.2",

@@ -59,7 +59,7 @@ def attack_for(name: str, eps: float, protocol: Protocol, eot: int, on: float | 
         return Attack("noise", eps)
     if name in ("fgsm", "iterative"):
         return Attack(name, eps, eot_samples=eot, on_sap_frac=on)
-    pgd = {"steps": protocol.pgd_steps, "step": protocol.pgd_step_frac * eps, "eot_samples": eot, "on_sap_frac": on}
+    pgd = {"steps": protocol.pgd_steps, "step": protocol.pgd_step(eps), "eot_samples": eot, "on_sap_frac": on}
     variants = {"pgd": {}, "pgd-timed": {}, "pgd-margin": {"loss": "margin"}, "pgd-targeted": {"targeted": True}}
     if name not in variants:
         raise ValueError(f"unknown attack {name!r}")

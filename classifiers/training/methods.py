@@ -29,8 +29,8 @@ from torch import nn
 
 from classifiers.training import losses
 from rlrobust.attacks import fgsm, pgd
-from rlrobust.attacks._base import prepare, preserved_model, run_steps
 from rlrobust.attacks.losses import LossFn, cross_entropy
+from rlrobust.checks import DeviceChecks
 
 
 @dataclass(frozen=True)
@@ -130,26 +130,15 @@ class PgdAt(TrainingMethod):
 def _pgd_from_gaussian_start(
     model: nn.Module, x: torch.Tensor, target: torch.Tensor, loss: LossFn, attack: AttackSettings, generator
 ) -> torch.Tensor:
-    """Sign-gradient ascent of ``loss`` from ``x + 0.001 N(0, 1)``, projected on the eps-ball and [0, 1]."""
-    problem = prepare(
-        model,
-        x,
-        target,
-        eps=attack.eps,
-        bounds=(0.0, 1.0),
-        norm="linf",
-        loss=loss,
-        targeted=False,
-        eot_samples=1,
-        eot_batch_size=None,
-    )
+    """The core's PGD on ``loss`` from ``x + 0.001 N(0, 1)`` (sign steps, projected on the eps-ball and [0, 1])."""
     noise = torch.randn(x.shape, generator=generator, device=generator.device).to(x.device, x.dtype)
     start = (x.detach() + 0.001 * noise).clamp(0.0, 1.0)
-    with preserved_model(model):
+    settings = {"eps": attack.eps, "step": attack.step, "loss": loss}
+    with DeviceChecks.deferred():  # the value checks of both calls: one read-back
         with full_precision(x):  # the start is below bf16's resolution: see the module's docstring
-            first = run_steps(problem, start, step=attack.step, steps=1)
-        x_adv = run_steps(problem, first, step=attack.step, steps=attack.steps - 1) if attack.steps > 1 else first
-    problem.watch.check()
+            x_adv = pgd(model, x, target, steps=1, x_init=start, **settings)
+        if attack.steps > 1:
+            x_adv = pgd(model, x, target, steps=attack.steps - 1, x_init=x_adv, **settings)
     return x_adv
 
 

@@ -51,7 +51,7 @@ from classifiers.training.run_folder import (
 )
 from classifiers.training.run_log import EpochLog
 from classifiers.training.schedules import check_schedule, make_scheduler
-from rlrobust.attacks._base import scores_unwatched
+from rlrobust.attacks import scores_unwatched
 from rlrobust.distributed import Runtime, all_reduce_sum, barrier, start_runtime, stop_runtime
 from rlrobust.runs import RunLock, sigterm_as_interrupt
 

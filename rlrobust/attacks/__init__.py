@@ -3,6 +3,10 @@
 ``model`` maps a float batch to scores (N, C) (logits or Q-values); ``x`` lies inside ``bounds``; the result
 has the same shape, dtype and device, lies inside ``bounds`` and within ``eps`` of ``x`` in the chosen norm.
 ``y=None`` attacks the model's own prediction (for an agent, the greedy action: Huang et al.'s attack).
+
+The pieces they are built from are public too, for code that perturbs inputs within a budget itself:
+:func:`project` and :func:`random_point` (:mod:`rlrobust.attacks.budget`), :func:`default_pgd_step`, and
+:func:`scores_unwatched` for a caller that checks the model's scores in its own terms.
 """
 
 from __future__ import annotations
@@ -11,13 +15,15 @@ from collections.abc import Callable
 
 import torch
 
+from rlrobust.attacks._base import scores_unwatched
 from rlrobust.attacks.apgd import apgd, apgd_targeted
 from rlrobust.attacks.autoattack import autoattack
+from rlrobust.attacks.budget import project, random_point
 from rlrobust.attacks.fab import fab
 from rlrobust.attacks.fgsm import fgsm
 from rlrobust.attacks.iterative import iterative
 from rlrobust.attacks.losses import LOSSES, LossFn, cross_entropy, dlr, margin, targeted_dlr
-from rlrobust.attacks.pgd import pgd
+from rlrobust.attacks.pgd import default_pgd_step, pgd
 from rlrobust.attacks.square import square
 
 Attack = Callable[..., torch.Tensor]
@@ -33,7 +39,11 @@ ATTACKS: dict[str, Attack] = {
 
 
 def get_attack(name: str) -> Attack:
-    """Return the attack function called ``name`` (``fgsm``, ``iterative``, ``pgd`` or ``apgd``)."""
+    """Return the attack function called ``name`` (``fgsm``, ``iterative``, ``pgd`` or ``apgd``).
+
+    >>> get_attack("pgd") is pgd
+    True
+    """
     try:
         return ATTACKS[name]
     except KeyError:
@@ -49,6 +59,7 @@ __all__ = [
     "apgd_targeted",
     "autoattack",
     "cross_entropy",
+    "default_pgd_step",
     "dlr",
     "fab",
     "fgsm",
@@ -56,6 +67,9 @@ __all__ = [
     "iterative",
     "margin",
     "pgd",
+    "project",
+    "random_point",
+    "scores_unwatched",
     "square",
     "targeted_dlr",
 ]

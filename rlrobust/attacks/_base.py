@@ -13,6 +13,7 @@ import contextvars
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -27,6 +28,7 @@ from rlrobust._checks import (
     check_scores,
     judge_values,
 )
+from rlrobust.attacks.budget import ascend, project
 from rlrobust.attacks.losses import LossFn, resolve_loss
 from rlrobust.stochastic import mean_output, predict, repeat_plan, rows_independent
 
@@ -64,7 +66,7 @@ class ScoreWatch:
 
     Without ``checks``, the first pass (the clean or start point) is checked at once, so a broken model fails
     before any work; later passes only fold their flag into one device tensor that :meth:`check` reads once, at the
-    end of the call. With ``checks`` (:class:`~rlrobust._checks.DeviceChecks`), both verdicts are added to them and
+    end of the call. With ``checks`` (:class:`~rlrobust.checks.DeviceChecks`), both verdicts are added to them and
     read back with the call's other checks, in one read: the first pass's error still comes first.
 
     >>> watch = ScoreWatch()
@@ -145,13 +147,14 @@ class AttackProblem:
         """Mean softmax of the clean batch over the EOT passes, its scores checked for NaN and infinity."""
         return checked_proba(self.model, self.x, self.eot_samples, self.eot_batch_size, self.watch)
 
-    def objective(self, x_adv: torch.Tensor, *, with_grad: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Mean objective per sample over ``eot_samples`` passes, and its mean input gradient."""
+    def objective(self, x_adv: torch.Tensor, *, with_grad: bool, with_predictions: bool = False) -> Evaluation:
+        """Mean objective per sample over ``eot_samples`` passes, its mean input gradient (``with_grad``) and the
+        class each row's passes predict together, the argmax of their mean softmax (``with_predictions``)."""
         rows = x_adv.shape[0]
         # A single pass at the clean batch (FGSM, the iterative attack) labels it too: no separate prediction pass.
         labels_from_this_pass = self._y is None and self.given_y is None and self.eot_samples == 1 and x_adv is self.x
         y = None if labels_from_this_pass else self.y
-        total, grad = None, None
+        total, grad, proba = None, None, None
         for copies in repeat_plan(self.eot_samples, rows, self.eot_batch_size, self.independent_rows):
             leaf = x_adv.detach().requires_grad_(with_grad)
             with torch.set_grad_enabled(with_grad):
@@ -160,20 +163,10 @@ class AttackProblem:
                 self.watch.see(scores)
                 if labels_from_this_pass:
                     self._y = y = scores.detach().argmax(dim=1)
-                if self.builtin_loss and self.given_y is not None and self._labels_unchecked:
-                    check_labels(y, rows, scores.shape[1], checks=self.checks)
-                    self._labels_unchecked = False
-                    if self.checks is not None:  # judged when the checks settle; till then the loss indexes safely
-                        self._loss_y = y.clamp(0, scores.shape[1] - 1)
-                loss_y = self._loss_y if self._loss_y is not None else y
-                targets = loss_y.repeat(copies, *([1] * (loss_y.ndim - 1))) if copies > 1 else loss_y
-                values = self.loss_fn(scores, targets)
-                if not isinstance(values, torch.Tensor) or values.shape != (copies * rows,):
-                    shape = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
-                    raise ValueError(
-                        f"the attack loss must return one value per input, shape ({copies * rows},), got {shape}"
-                    )
-                values = self.direction * values.float()
+                if with_predictions:  # summed here, divided never: the argmax of a sum is that of the mean
+                    summed = scores.detach().float().softmax(dim=1).view(copies, rows, scores.shape[1]).sum(0)
+                    proba = summed if proba is None else proba + summed
+                values = self.direction * self._loss(scores, y, copies, rows)
             if with_grad:
                 (step_grad,) = torch.autograd.grad(values.sum(), leaf)
                 grad = step_grad if grad is None else grad + step_grad
@@ -182,7 +175,31 @@ class AttackProblem:
         if self.eot_samples > 1:
             total = total / self.eot_samples
             grad = grad / self.eot_samples if grad is not None else None
-        return total, grad
+        return Evaluation(total, grad, proba.argmax(dim=1) if proba is not None else None)
+
+    def _loss(self, scores: torch.Tensor, y: torch.Tensor, copies: int, rows: int) -> torch.Tensor:
+        """The loss of one forward call's ``copies * rows`` scores, in float32, its labels checked on first use."""
+        if self.builtin_loss and self.given_y is not None and self._labels_unchecked:
+            check_labels(y, rows, scores.shape[1], checks=self.checks)
+            self._labels_unchecked = False
+            if self.checks is not None:  # judged when the checks settle; till then the loss indexes safely
+                self._loss_y = y.clamp(0, scores.shape[1] - 1)
+        loss_y = self._loss_y if self._loss_y is not None else y
+        targets = loss_y.repeat(copies, *([1] * (loss_y.ndim - 1))) if copies > 1 else loss_y
+        values = self.loss_fn(scores, targets)
+        if not isinstance(values, torch.Tensor) or values.shape != (copies * rows,):
+            shape = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
+            raise ValueError(f"the attack loss must return one value per input, shape ({copies * rows},), got {shape}")
+        return values.float()
+
+
+class Evaluation(NamedTuple):
+    """What :meth:`AttackProblem.objective` returns for a batch: per row, the objective and, when asked for, its
+    input gradient and the predicted class."""
+
+    objective: torch.Tensor
+    grad: torch.Tensor | None
+    predictions: torch.Tensor | None
 
 
 def checked_proba(model: Model, x: torch.Tensor, samples: int, max_rows: int | None, watch: ScoreWatch) -> torch.Tensor:
@@ -201,11 +218,11 @@ def checked_proba(model: Model, x: torch.Tensor, samples: int, max_rows: int | N
     return mean_output(model, x, samples, transform=softmax, max_rows=max_rows)
 
 
-def prepare(
+@contextlib.contextmanager
+def attack_run(
     model: Model,
     x: torch.Tensor,
     y: torch.Tensor | None,
-    *,
     eps: float,
     bounds: Sequence[float],
     norm: str,
@@ -213,44 +230,52 @@ def prepare(
     targeted: bool,
     eot_samples: int,
     eot_batch_size: int | None,
-    checks: DeviceChecks | None = None,
-) -> AttackProblem:
-    """Check every argument; labels are settled on first use (``y=None``: the model's prediction on ``x``).
+) -> Iterator[AttackProblem]:
+    """What every gradient attack starts with, written once: its shared arguments (in the order of the attacks'
+    signatures) checked into an :class:`AttackProblem`, and the model's parameters frozen for the block. Labels
+    are settled on first use (``y=None``: the model's prediction on ``x``).
 
-    The values of the input, the labels and the model's scores are judged at once (a read-back each), or, with
-    ``checks``, when they settle: ``with DeviceChecks.deferred() as checks:`` around the whole attack makes that
-    one read-back per call (see :func:`rlrobust.attacks.fgsm`)."""
-    bounds, norm, eps = check_attack(model, x, eps, bounds, norm, checks=checks)
-    check_count(eot_samples, "eot_samples")
-    if eot_batch_size is not None:
-        check_count(eot_batch_size, "eot_batch_size")
-    loss_fn, builtin = resolve_loss(loss)
-    targeted = check_flag(targeted, "targeted")
-    if y is None and targeted:
-        raise ValueError("a targeted attack needs the target labels y")
-    if y is not None:
-        if not isinstance(y, torch.Tensor):
-            raise TypeError(f"y must be a tensor with one entry per input, got {type(y).__name__}")
-        if y.shape[:1] != x.shape[:1]:
-            raise ValueError(f"y must have one entry per input ({x.shape[0]}), got shape {tuple(y.shape)}")
-        if builtin:
-            y = check_labels(y, x.shape[0], num_classes=None, checks=checks)  # the upper end once scores are seen
-    return AttackProblem(
-        model=model,
-        x=x.detach(),
-        given_y=y,
-        loss_fn=loss_fn,
-        builtin_loss=builtin,
-        direction=-1.0 if targeted else 1.0,
-        bounds=bounds,
-        eps=eps,
-        norm=norm,
-        eot_samples=eot_samples,
-        eot_batch_size=eot_batch_size,
-        independent_rows=rows_independent(model),
-        checks=checks,
-        watch=ScoreWatch(checks),
-    )
+    The values of ``x``, ``y`` and every pass's scores are judged in one read-back when the block ends (inside an
+    enclosing ``DeviceChecks.deferred()`` block: when that one ends), with the errors of checks made one by one.
+
+    >>> with attack_run(torch.nn.Linear(3, 2), torch.rand(4, 3), None, 0.1, (0, 1), "linf", "ce", False, 1, None) as p:
+    ...     p.objective(p.x, with_grad=True).grad.shape
+    torch.Size([4, 3])
+    """
+    with DeviceChecks.deferred() as checks:
+        bounds, norm, eps = check_attack(model, x, eps, bounds, norm, checks=checks)
+        check_count(eot_samples, "eot_samples")
+        if eot_batch_size is not None:
+            check_count(eot_batch_size, "eot_batch_size")
+        loss_fn, builtin = resolve_loss(loss)
+        targeted = check_flag(targeted, "targeted")
+        if y is None and targeted:
+            raise ValueError("a targeted attack needs the target labels y")
+        if y is not None:
+            if not isinstance(y, torch.Tensor):
+                raise TypeError(f"y must be a tensor with one entry per input, got {type(y).__name__}")
+            if y.shape[:1] != x.shape[:1]:
+                raise ValueError(f"y must have one entry per input ({x.shape[0]}), got shape {tuple(y.shape)}")
+            if builtin:
+                y = check_labels(y, x.shape[0], num_classes=None, checks=checks)  # the upper end once scores are seen
+        problem = AttackProblem(
+            model=model,
+            x=x.detach(),
+            given_y=y,
+            loss_fn=loss_fn,
+            builtin_loss=builtin,
+            direction=-1.0 if targeted else 1.0,
+            bounds=bounds,
+            eps=eps,
+            norm=norm,
+            eot_samples=eot_samples,
+            eot_batch_size=eot_batch_size,
+            independent_rows=rows_independent(model),
+            checks=checks,
+            watch=ScoreWatch(checks),
+        )
+        with preserved_model(model):
+            yield problem
 
 
 @contextlib.contextmanager
@@ -274,51 +299,10 @@ def preserved_model(model: Model) -> Iterator[None]:
             p.requires_grad_(True)
 
 
-def per_sample_norm(t: torch.Tensor) -> torch.Tensor:
-    """L2 norm of each row, shaped to broadcast against ``t``."""
-    return t.flatten(1).norm(dim=1).view(-1, *([1] * (t.ndim - 1)))
-
-
-def ascend(x_adv: torch.Tensor, grad: torch.Tensor, step: float, norm: str) -> torch.Tensor:
-    """One steepest-ascent step of length ``step`` in the given norm (sign for L-inf, unit gradient for L2)."""
-    if norm == "linf":
-        return x_adv + step * grad.sign()
-    length = per_sample_norm(grad)
-    return x_adv + step * grad / torch.where(length > 0, length, torch.ones_like(length))
-
-
-def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float, norm: str, bounds: Bounds) -> torch.Tensor:
-    """Project onto the ``eps``-ball around ``x`` in the given norm, then onto the value range."""
-    delta = x_adv - x
-    if norm == "linf":
-        delta = delta.clamp(-eps, eps)
-    else:
-        length = per_sample_norm(delta)
-        delta = delta * torch.where(length > eps, eps / length.clamp_min(1e-12), torch.ones_like(length))
-    return (x + delta).clamp(*bounds)
-
-
-def random_start(
-    x: torch.Tensor, eps: float, norm: str, bounds: Bounds, generator: torch.Generator | None
-) -> torch.Tensor:
-    """A uniform random point of the ``eps``-ball around ``x`` (L-inf cube or L2 ball), clipped to the range."""
-    if norm == "linf":
-        noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) * 2 - 1
-        delta = noise * eps
-    else:
-        direction = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        direction = direction / per_sample_norm(direction).clamp_min(1e-12)
-        dims = x[0].numel()
-        u = torch.rand((x.shape[0],), generator=generator, device=x.device, dtype=x.dtype)
-        radius = eps * u.pow(1.0 / dims)
-        delta = direction * radius.view(-1, *([1] * (x.ndim - 1)))
-    return (x + delta).clamp(*bounds)
-
-
 def run_steps(problem: AttackProblem, x_adv: torch.Tensor, *, step: float, steps: int) -> torch.Tensor:
     """``steps`` rounds of: gradient of the objective, ascent step, projection (the BIM / PGD loop)."""
     for _ in range(steps):
-        _, grad = problem.objective(x_adv, with_grad=True)
+        grad = problem.objective(x_adv, with_grad=True).grad
         x_adv = project(ascend(x_adv, grad, step, problem.norm), problem.x, problem.eps, problem.norm, problem.bounds)
     return x_adv.detach()
 

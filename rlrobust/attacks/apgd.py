@@ -39,17 +39,8 @@ from rlrobust._checks import (
     check_labels,
     check_positive,
 )
-from rlrobust.attacks._base import (
-    AttackProblem,
-    Model,
-    ScoreWatch,
-    ascend,
-    checked_proba,
-    prepare,
-    preserved_model,
-    project,
-    random_start,
-)
+from rlrobust.attacks._base import AttackProblem, Model, ScoreWatch, attack_run, checked_proba
+from rlrobust.attacks.budget import ascend, project, random_point
 from rlrobust.attacks.losses import LossFn, targeted_dlr
 
 SuccessFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (predictions, labels) -> fooled? (N,) bool
@@ -88,27 +79,19 @@ def apgd(
     Other arguments as :func:`rlrobust.attacks.pgd`. Misclassification is tracked when ``y`` (or the model's
     prediction for ``y=None``) holds one class index per input; with other labels (custom losses) each input
     returns the point of highest objective.
+
+    >>> model = torch.nn.Linear(4, 3)
+    >>> x, y = torch.rand(2, 4), torch.tensor([0, 2])
+    >>> x_adv = apgd(model, x, y, eps=0.1, steps=5, generator=torch.Generator().manual_seed(0))
+    >>> bool((x_adv - x).abs().max() <= 0.1 + 1e-6)
+    True
     """
-    problem = prepare(
-        model,
-        x,
-        y,
-        eps=eps,
-        bounds=bounds,
-        norm=norm,
-        loss=loss,
-        targeted=targeted,
-        eot_samples=eot_samples,
-        eot_batch_size=eot_batch_size,
-    )
-    settings = _Settings.checked(steps, restarts, rho, momentum, random_start, generator)
-    check_generator(generator, problem.x.device)
-    if problem.eps == 0:
-        return problem.x.clone()
-    with preserved_model(model):
-        result = _run_restarts(problem, settings, _success_rule(problem, targeted))[0]
-    problem.watch.check()
-    return result
+    with attack_run(model, x, y, eps, bounds, norm, loss, targeted, eot_samples, eot_batch_size) as problem:
+        settings = _Settings.checked(steps, restarts, rho, momentum, random_start, generator)
+        check_generator(generator, problem.x.device)
+        if problem.eps == 0:
+            return problem.x.clone()
+        return _run_restarts(problem, settings, _success_rule(problem, targeted))[0]
 
 
 def apgd_targeted(
@@ -133,6 +116,12 @@ def apgd_targeted(
 
     ``y`` holds the true labels (this is an untargeted attack that uses targets as a tool). AutoAttack's
     standard version uses 9 target classes, 100 steps and 1 restart each.
+
+    >>> model = torch.nn.Linear(4, 5)
+    >>> x, y = torch.rand(2, 4), torch.tensor([0, 3])
+    >>> x_adv = apgd_targeted(model, x, y, eps=0.1, target_classes=2, steps=5)
+    >>> bool((x_adv - x).abs().max() <= 0.1 + 1e-6)
+    True
     """
     target_classes = check_count(target_classes, "target_classes")
     settings = _Settings.checked(steps, restarts, rho, momentum, True, generator)
@@ -153,23 +142,12 @@ def apgd_targeted(
         if rows.numel() == 0:
             break
         pairs = torch.stack([y[rows], ranked_targets[rows, t]], dim=1)
-        problem = prepare(
-            model,
-            x[rows],
-            pairs,
-            eps=eps,
-            bounds=bounds,
-            norm=norm,
-            loss=targeted_dlr,
-            targeted=False,
-            eot_samples=eot_samples,
-            eot_batch_size=eot_batch_size,
-        )
-        if problem.eps == 0:
-            return result
-        with preserved_model(model):
+        with attack_run(
+            model, x[rows], pairs, eps, bounds, norm, targeted_dlr, False, eot_samples, eot_batch_size
+        ) as problem:
+            if problem.eps == 0:
+                return result
             x_adv, fooled_now = _run_restarts(problem, settings, lambda pred, pair: pred != pair[:, 0])
-        problem.watch.check()
         keep = fooled_now | (t == 0)  # the first target's best point stands until a later target fools the model
         result[rows] = torch.where(_rows(keep, x_adv), x_adv, result[rows])
         fooled[rows] |= fooled_now
@@ -178,7 +156,11 @@ def apgd_targeted(
 
 def checkpoint_iterations(steps: int) -> list[int]:
     """The iterations after which APGD checks its progress: the paper's ``w_j = ceil(p_j * steps)`` with
-    ``p_1 = 0.22`` and intervals shrinking by 0.03 down to 0.06, in whole iterations."""
+    ``p_1 = 0.22`` and intervals shrinking by 0.03 down to 0.06, in whole iterations.
+
+    >>> checkpoint_iterations(100)
+    [22, 41, 57, 70, 80, 87, 93, 99]
+    """
     first = max(int(0.22 * steps), 1)
     shrink = max(int(0.03 * steps), 1)
     shortest = max(int(0.06 * steps), 1)
@@ -209,26 +191,6 @@ class _Settings:
             random_start=check_flag(random_start, "random_start"),
             generator=generator,
         )
-
-
-class _PredictionRecorder:
-    """Wraps a loss so that each objective evaluation also leaves the mean softmax of its passes per row."""
-
-    def __init__(self, loss_fn: LossFn) -> None:
-        self.loss_fn = loss_fn
-        self.rows = 0
-        self.probs: torch.Tensor | None = None
-
-    def reset(self, rows: int) -> None:
-        self.rows, self.probs = rows, None
-
-    def __call__(self, scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        summed = scores.detach().float().softmax(dim=1).view(-1, self.rows, scores.shape[1]).sum(0)
-        self.probs = summed if self.probs is None else self.probs + summed
-        return self.loss_fn(scores, y)
-
-    def predictions(self) -> torch.Tensor:
-        return self.probs.argmax(dim=1)
 
 
 def _success_rule(problem: AttackProblem, targeted: bool) -> SuccessFn | None:
@@ -276,21 +238,18 @@ def _single_run(
     problem: AttackProblem, settings: _Settings, success: SuccessFn | None, *, first: bool
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One APGD run from a (random) start; returns the chosen points, their objectives and fooled flags."""
-    recorder = _PredictionRecorder(problem.loss_fn)
-    problem = dataclasses.replace(problem, loss_fn=recorder)
     x = problem.x
     n = x.shape[0]
     shape = (n, *([1] * (x.ndim - 1)))
 
     def evaluate(point: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        recorder.reset(n)
-        objective, grad = problem.objective(point, with_grad=True)
+        objective, grad, predictions = problem.objective(point, with_grad=True, with_predictions=success is not None)
         if success is None:
             return objective, grad, torch.zeros(n, dtype=torch.bool, device=x.device)
-        return objective, grad, success(recorder.predictions(), problem.y)
+        return objective, grad, success(predictions, problem.y)
 
     if settings.random_start or not first:
-        current = random_start(x, problem.eps, problem.norm, problem.bounds, settings.generator)
+        current = random_point(x, problem.eps, problem.norm, problem.bounds, settings.generator)
     else:
         current = x.clone()
     objective, grad, fooled = evaluate(current)

@@ -162,7 +162,14 @@ def run_stages(
     randomised_ok: bool = False,
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, list[dict[str, Any]]]:
-    """Run ``stages`` in order, each on the inputs still classified correctly; see :func:`autoattack`."""
+    """Run ``stages`` in order, each on the inputs still classified correctly; see :func:`autoattack`.
+
+    >>> model = torch.nn.Linear(4, 3)
+    >>> stages = [Stage("pgd-ce", "pgd", {"steps": 3}), Stage("apgd-dlr", "apgd", {"loss": "dlr", "steps": 3})]
+    >>> x_adv, log = run_stages(model, torch.rand(2, 4), None, stages, eps=0.1, norm="linf", bounds=(0.0, 1.0))
+    >>> [entry["attack"] for entry in log]
+    ['clean', 'pgd-ce', 'apgd-dlr']
+    """
     began = time.perf_counter()
     clean_scores = check_scores(_no_grad(model, x), x.shape[0])
     classes = clean_scores.shape[1]

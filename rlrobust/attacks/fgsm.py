@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 import torch
 
-from rlrobust._checks import DeviceChecks
-from rlrobust.attacks._base import Model, ascend, prepare, preserved_model
+from rlrobust.attacks._base import Model, attack_run
+from rlrobust.attacks.budget import ascend
 from rlrobust.attacks.losses import LossFn
 
 
@@ -45,23 +45,15 @@ def fgsm(
 
     The values of ``x``, ``y`` and the model's scores are checked in one read-back at the end of the call (one
     host-device synchronisation on a GPU), with the same errors as checks made one by one.
+
+    >>> model = torch.nn.Linear(4, 3)
+    >>> x = torch.full((2, 4), 0.5)
+    >>> x_adv = fgsm(model, x, torch.tensor([0, 1]), eps=0.1)
+    >>> torch.allclose((x_adv - x).abs(), torch.full_like(x, 0.1))  # every value moved by eps, up or down
+    True
     """
-    with DeviceChecks.deferred() as checks:  # the values of x, y and the scores: one read-back, at the end
-        problem = prepare(
-            model,
-            x,
-            y,
-            eps=eps,
-            bounds=bounds,
-            norm=norm,
-            loss=loss,
-            targeted=targeted,
-            eot_samples=eot_samples,
-            eot_batch_size=eot_batch_size,
-            checks=checks,
-        )
+    with attack_run(model, x, y, eps, bounds, norm, loss, targeted, eot_samples, eot_batch_size) as problem:
         if problem.eps == 0:
             return problem.x.clone()
-        with preserved_model(model):
-            _, grad = problem.objective(problem.x, with_grad=True)
+        grad = problem.objective(problem.x, with_grad=True).grad
         return ascend(problem.x, grad, problem.eps, problem.norm).clamp(*problem.bounds).detach()

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 
 import torch
 
-from rlrobust._checks import DeviceChecks, check_count, check_positive
-from rlrobust.attacks._base import Model, prepare, preserved_model, run_steps, steps_for
+from rlrobust._checks import check_count, check_positive
+from rlrobust.attacks._base import Model, attack_run, run_steps, steps_for
 from rlrobust.attacks.losses import LossFn
 
 
@@ -33,24 +33,16 @@ def iterative(
 
     ``steps`` defaults to the paper's ``ceil(eps / step)``. Other arguments as :func:`rlrobust.attacks.fgsm`;
     with ``eot_samples=n`` every step uses the mean gradient of ``n`` stochastic passes.
+
+    >>> model = torch.nn.Linear(4, 3)
+    >>> x = torch.full((2, 4), 120.0)  # 0-255 frames: lambda = 4, steps of k = 1
+    >>> x_adv = iterative(model, x, eps=4, step=1, bounds=(0, 255))
+    >>> bool((x_adv - x).abs().max() <= 4)
+    True
     """
-    with DeviceChecks.deferred() as checks:  # the values of x, y and every pass's scores: one read-back
-        problem = prepare(
-            model,
-            x,
-            y,
-            eps=eps,
-            bounds=bounds,
-            norm=norm,
-            loss=loss,
-            targeted=targeted,
-            eot_samples=eot_samples,
-            eot_batch_size=eot_batch_size,
-            checks=checks,
-        )
+    with attack_run(model, x, y, eps, bounds, norm, loss, targeted, eot_samples, eot_batch_size) as problem:
         step = check_positive(step, "step")
         steps = steps_for(problem.eps, step) if steps is None else check_count(steps, "steps")
         if problem.eps == 0:
             return problem.x.clone()
-        with preserved_model(model):
-            return run_steps(problem, problem.x, step=step, steps=steps)
+        return run_steps(problem, problem.x, step=step, steps=steps)

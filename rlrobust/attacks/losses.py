@@ -21,12 +21,20 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def cross_entropy(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-sample cross-entropy of softmax(scores) against class indices ``y`` (computed in float32)."""
+    """Per-sample cross-entropy of softmax(scores) against class indices ``y`` (computed in float32).
+
+    >>> [round(v, 4) for v in cross_entropy(torch.tensor([[0.0, 0.0], [5.0, 0.0]]), torch.tensor([0, 0])).tolist()]
+    [0.6931, 0.0067]
+    """
     return F.cross_entropy(scores.float(), y, reduction="none")
 
 
 def margin(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Carlini-Wagner margin ``max_{j != y} z_j - z_y`` (no confidence clamp); > 0 means misclassified."""
+    """Carlini-Wagner margin ``max_{j != y} z_j - z_y`` (no confidence clamp); > 0 means misclassified.
+
+    >>> margin(torch.tensor([[3.0, 1.0, 2.0]]), torch.tensor([1])).tolist()
+    [2.0]
+    """
     z = scores.float()
     true = z.gather(1, y[:, None]).squeeze(1)
     others = z.masked_fill(F.one_hot(y, z.shape[1]).bool(), float("-inf")).amax(dim=1)
@@ -39,6 +47,9 @@ def dlr(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     ``z_pi1 >= z_pi2 >= ...`` are the sorted scores. The ratio is invariant to shifting and rescaling the
     scores, so, unlike cross-entropy, it cannot be flattened by large logits (gradient masking by scale).
     > 0 means misclassified. Needs at least 3 classes.
+
+    >>> dlr(torch.tensor([[4.0, 2.0, 0.0]]), torch.tensor([0])).tolist()  # -(4 - 2) / (4 - 0)
+    [-0.5]
     """
     z = _at_least_classes(scores, 3, "dlr")
     top = z.topk(3, dim=1).values
@@ -49,6 +60,9 @@ def targeted_dlr(scores: torch.Tensor, labels_and_targets: torch.Tensor) -> torc
     """Targeted DLR of APGD-T: ``-(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2)``, ascended to reach class ``t``.
 
     ``labels_and_targets`` is (N, 2): the true class ``y`` and the target ``t`` per row. Needs 4 classes.
+
+    >>> targeted_dlr(torch.tensor([[4.0, 2.0, 1.0, 0.0]]), torch.tensor([[0, 1]])).tolist()  # (2 - 4) / (4 - 0.5)
+    [-0.5714285969734192]
     """
     z = _at_least_classes(scores, 4, "targeted_dlr")
     if labels_and_targets.ndim != 2 or labels_and_targets.shape[1] != 2:
@@ -70,7 +84,11 @@ LOSSES: dict[str, LossFn] = {"ce": cross_entropy, "margin": margin, "cw": margin
 
 
 def resolve_loss(loss: str | LossFn) -> tuple[LossFn, bool]:
-    """Return ``(loss_fn, is_builtin)`` for a loss name or a custom callable."""
+    """Return ``(loss_fn, is_builtin)`` for a loss name or a custom callable.
+
+    >>> resolve_loss("cw") == (margin, True)
+    True
+    """
     if isinstance(loss, str):
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}; use one of {sorted(LOSSES)} or pass a callable")

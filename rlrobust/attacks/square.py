@@ -37,7 +37,8 @@ from rlrobust._checks import (
     check_norm,
     check_positive,
 )
-from rlrobust.attacks._base import Model, per_sample_norm, project
+from rlrobust.attacks._base import Model
+from rlrobust.attacks.budget import per_sample_norm, project
 from rlrobust.stochastic import mean_output
 
 #: Iterations (of 10,000) after which the window share ``p`` halves (Andriushchenko et al. 2020, Sec. 4 / App. C).
@@ -114,7 +115,11 @@ def p_schedule(iteration: int, queries: int, p_init: float) -> float:
 
 def margin(scores: torch.Tensor, y: torch.Tensor, targeted: bool) -> torch.Tensor:
     """The loss the search lowers, negative exactly when the input is fooled: the true class's score minus the
-    best other (targeted: the best other class minus the target's score)."""
+    best other (targeted: the best other class minus the target's score).
+
+    >>> margin(torch.tensor([[3.0, 1.0, 2.0]]), torch.tensor([0]), targeted=False).tolist()
+    [1.0]
+    """
     chosen = scores.gather(1, y[:, None]).squeeze(1)
     other = scores.scatter(1, y[:, None], float("-inf")).amax(dim=1)
     return other - chosen if targeted else chosen - other
@@ -122,7 +127,12 @@ def margin(scores: torch.Tensor, y: torch.Tensor, targeted: bool) -> torch.Tenso
 
 def pseudo_gaussian_square(s: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """The paper's L2 update shape: two ``s/2 x s`` halves of nested rectangles weighted ``1/(k+1)^2``, opposite
-    signs, unit norm (Andriushchenko et al. 2020, Sec. 3.2)."""
+    signs, unit norm (Andriushchenko et al. 2020, Sec. 3.2).
+
+    >>> shape = pseudo_gaussian_square(4, torch.device("cpu"), torch.float32)
+    >>> shape.shape, round(shape.norm().item(), 6), bool(shape[:2].min() > 0 > shape[2:].max())
+    (torch.Size([4, 4]), 1.0, True)
+    """
     top = _nested_rectangles(s // 2, s, device, dtype)
     bottom = _nested_rectangles(s - s // 2, s, device, dtype)
     square_ = torch.cat([top, -bottom], dim=0)
