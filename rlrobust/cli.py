@@ -31,6 +31,7 @@ import dataclasses
 import math
 import sys
 import typing
+import warnings
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -50,8 +51,11 @@ USAGE_ERROR_STATUS = 2  # argparse's exit status for a bad command line; ours fo
 def run_main(main: Callable[[], object], errors: tuple[type[Exception], ...] = USER_ERRORS) -> None:
     """Call ``main()``; one of ``errors`` ends the program with ``error: <message>`` on stderr and status 2.
 
-    A ``SystemExit`` raised by ``main`` (argparse, or an explicit exit code) passes through unchanged.
+    A ``SystemExit`` raised by ``main`` (argparse, or an explicit exit code) passes through unchanged; a non-zero
+    int returned by ``main`` becomes the exit status. Warnings print as one ``warning: <message>`` line each.
     """
+    shown = warnings.formatwarning
+    warnings.formatwarning = _one_line_warning
     try:
         result = main()
     except errors as err:
@@ -60,8 +64,14 @@ def run_main(main: Callable[[], object], errors: tuple[type[Exception], ...] = U
         for line in more:  # a hint on further lines (a command to try) stays readable, indented
             print(f"  {line.strip()}", file=sys.stderr)
         raise SystemExit(USAGE_ERROR_STATUS) from None
+    finally:
+        warnings.formatwarning = shown
     if isinstance(result, int) and not isinstance(result, bool) and result:
         raise SystemExit(result)
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> str:
+    return f"warning: {message}\n"
 
 
 def parse_number(text: str) -> float:
@@ -300,10 +310,13 @@ MAX_SEED = 2**32 - 1  # numpy's seeds stop here
 MAX_THREADS = 4096
 
 
-def add_output_flags(parser: argparse.ArgumentParser, job: str, *, resumable: bool = True) -> None:
+def add_output_flags(
+    parser: argparse.ArgumentParser, job: str, *, resumable: bool = True, out_help: str | None = None
+) -> None:
     """``--out DIR`` (hidden alias ``--out-dir``), ``--resume`` (when ``resumable``) and ``--overwrite``, the last
     two exclusive. :func:`check_output_flags` refuses ``--resume`` without ``--out``."""
-    parser.add_argument("--out", type=Path, help=f"output folder (default: a fresh one under runs/{job}/)")
+    out_help = out_help or f"output folder (default: a fresh one under runs/{job}/)"
+    parser.add_argument("--out", type=Path, metavar="DIR", help=out_help)
     alias(parser, "--out-dir", "--out")
     again = parser.add_mutually_exclusive_group()
     if resumable:
@@ -503,6 +516,8 @@ def add_config_flags(
             "help": (help or {}).get(field.name),
         }
         kwargs.update(_config_flag_kind(field.name, hints[field.name], types or {}, choices or {}))
+        if "action" not in kwargs and "choices" not in kwargs:
+            kwargs["metavar"] = flag.lstrip("-").replace("-", "_").upper()  # the flag's name, not the field's
         parser.add_argument(flag, **kwargs)
         added[field.name] = flag
     return added
