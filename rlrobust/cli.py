@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 import sys
 import typing
 import warnings
@@ -336,6 +337,12 @@ def add_runs_flag(parser: argparse.ArgumentParser, help: str = "where run folder
     alias(parser, "--logdir", "--runs")
 
 
+def shared_data_dir() -> Path:
+    """The project's shared data folder (trained agents and models, real data) that jobs take their defaults
+    from: ``$RLROBUST_SHARED_DATA``, else ``../shared/data`` beside the repository (an editable install's)."""
+    return Path(os.environ.get("RLROBUST_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
 def best_device() -> str:
     """``cuda`` where this machine has a GPU, else ``cpu``: the evaluations' default device."""
     import torch
@@ -379,7 +386,7 @@ def add_budget_flag(
     scale_help: str,
     default: list[float] | float | None,
     *,
-    low: float = 0,
+    low: float | None = 0,
     high: float | None = None,
     low_open: bool = False,
     aliases: tuple[str, ...] = (),
