@@ -331,6 +331,13 @@ def check_output_flags(parser: argparse.ArgumentParser, args: argparse.Namespace
         parser.error("--resume needs --out: the folder of the run to continue")
 
 
+def parse_checked(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse ``argv`` and apply the shared flags' cross-checks (:func:`check_output_flags`)."""
+    args = parser.parse_args(argv)
+    check_output_flags(parser, args)
+    return args
+
+
 def add_runs_flag(parser: argparse.ArgumentParser, help: str = "where run folders are created") -> None:
     """``--runs ROOT`` (default ``runs``; hidden alias ``--logdir``)."""
     parser.add_argument("--runs", type=Path, default=Path("runs"), metavar="ROOT", help=help)
@@ -354,7 +361,7 @@ def add_runtime_flags(
     parser: argparse.ArgumentParser,
     *,
     device_default: str | None = None,
-    seed_max: int = MAX_SEED,
+    seed_max: int | None = MAX_SEED,
     seed_help: str = "random seed",
     threads: bool = True,
     quiet: bool = True,
@@ -379,6 +386,14 @@ def add_runtime_flags(
     if quiet:
         parser.add_argument("--quiet", action="store_true", help="no progress bars (e.g. in logs)")
         alias(parser, "--no-progress", "--quiet")
+
+
+def use_threads(threads: int) -> None:
+    """Apply ``--threads``: torch's CPU thread count, left at torch's default for 0."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def add_budget_flag(

@@ -39,15 +39,7 @@ from agents.env import action_meanings
 from agents.evaluation import PROTOCOLS, Agent, GameEvaluation, Play, ReportSpec, prepare_agent, report_rows
 from agents.evaluation import write_report as write_tables
 from agents.evaluation.protocols import Protocol
-from agents.jobs.common import (
-    add_episodes_flag,
-    add_run_flags,
-    claim_run_folder,
-    play_report,
-    say_interrupted,
-    show_report,
-    start_run_folder,
-)
+from agents.jobs import common
 from agents.loading import model_file
 from agents.sb3_policies import load_sb3_policy
 from rlrobust import cli
@@ -73,19 +65,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sb3-algo", choices=("ppo", "a2c", "dqn"), default="ppo")
     parser.add_argument("--attacks", nargs="+", choices=ATTACK_CHOICES, default=list(ATTACK_CHOICES))
     cli.add_budget_flag(parser, "0-255 scale", [1, 2, 4], high=255, low_open=True, aliases=("--lambdas",))
-    add_episodes_flag(parser, 4, "games per setting, in parallel")
+    common.add_episodes_flag(parser, 4, "games per setting, in parallel")
     cli.add_episode_cap_flag(parser, 3000)
     cli.add_steps_flags(parser, pgd_steps=10)
     parser.add_argument("--perturb", choices=("stack", "newest"), default="stack")
-    parser.add_argument("--fire-after-life-loss", action="store_true", help="press FIRE after every lost life too")
-    add_run_flags(parser, JOB)
+    common.add_fire_flag(parser, "press FIRE after every lost life too")
+    common.add_run_flags(parser, JOB)
     return parser
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    cli.check_output_flags(parser, args)
+    args = cli.parse_checked(parser, argv)
     victims = [
         name
         for name, given in (("AGENT", args.agent), ("--sb3", args.sb3), ("--random-agent", args.random_agent))
@@ -189,16 +180,17 @@ def main(argv: Sequence[str] | None = None) -> int | None:
     protocol = attack_protocol(args)
     spec = ReportSpec(protocol, protocol.attacks, perturb=args.perturb)
     settings = job_settings(args, spec, agent)
-    out = claim_run_folder(args, JOB, f"{file.stem if file is not None else 'random-agent'}-{args.game}", settings)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    out = common.claim_run_folder(
+        args, JOB, f"{file.stem if file is not None else 'random-agent'}-{args.game}", settings
+    )
+    cli.use_threads(args.threads)
     with RunLock(out):
-        start_run_folder(out, args, JOB, settings, {"victim": file or "random actor-critic"})
+        common.start_run_folder(out, args, JOB, settings, {"victim": file or "random actor-critic"})
         store = CellStore(out, settings)
         print(f"Victim: {described} (sha256 {(agent.sha256 or 'n/a')[:12]}); output folder: {out}")
         finished, table = attack(args, agent, spec, store, described, out)
     if finished is not None:
-        say_interrupted(finished, out, table, resume_command("scripts/attack_policy.py", argv, out))
+        common.say_interrupted(finished, out, table, resume_command("scripts/attack_policy.py", argv, out))
         return INTERRUPTED_STATUS
     return None
 
@@ -214,7 +206,7 @@ def attack(
     evaluation = GameEvaluation(
         agent, args.game, spec.protocol, seed=args.seed, device=args.device, progress=not args.quiet
     )
-    results, interrupted = play_report([evaluation], spec, store, progress=not args.quiet, describe=_play_name)
+    results, interrupted = common.play_report([evaluation], spec, store, progress=not args.quiet, describe=_play_name)
     rows = report_rows([evaluation], spec, results)
     finished = f"{len(results)} of {total} settings"
     partial = f"interrupted after {finished}" if interrupted else ""
@@ -246,5 +238,5 @@ def write_outputs(
     warning = f"**PARTIAL TABLE: {partial}; continue with --resume.**\n\n" if partial else ""
     paths = write_tables(rows, out, p, warning + notes, title=f"Attacking {described} in {args.game}")
     if not partial:
-        show_report(paths, out)
+        common.show_report(paths, out)
     return paths

@@ -38,6 +38,11 @@ def add_run_flags(parser: argparse.ArgumentParser, job: str, *, seed_help: str =
     cli.add_runtime_flags(parser, seed_help=seed_help)
 
 
+def add_fire_flag(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--fire-after-life-loss``: press FIRE after every lost life too (every job's default: at reset only)."""
+    parser.add_argument("--fire-after-life-loss", action="store_true", help=help)
+
+
 def add_episodes_flag(parser: argparse.ArgumentParser, default: int | None, help: str) -> None:
     """``--episodes``: games per cell, played at once (one emulator each, so at most :data:`MAX_EPISODES`)."""
     parser.add_argument("--episodes", type=cli.count(1, MAX_EPISODES), default=default, metavar="N", help=help)

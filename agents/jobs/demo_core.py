@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli.add_output_flags(
         parser, "demo", resumable=False, out_help="output folder (default: a new one under <--runs>/demo/)"
     )
-    cli.add_runtime_flags(parser)
+    cli.add_runtime_flags(parser, seed_max=None)  # torch's seeds: any integer >= 0
     return parser
 
 
@@ -89,8 +89,7 @@ def load_victim(args: argparse.Namespace, n_actions: int) -> tuple[torch.nn.Modu
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     torch.manual_seed(args.seed)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    cli.use_threads(args.threads)
     env = make_atari_env(args.game)
     victim, victim_name = load_victim(args, env.action_space.n)
     settings = {k: v for k, v in vars(args).items() if k not in NOT_SETTINGS}

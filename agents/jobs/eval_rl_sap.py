@@ -30,18 +30,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
 from agents.checkpoints import latest_run
 from agents.evaluation import Agent, distinct_agents, prepare_agent, run_plays
-from agents.jobs.common import (
-    add_episodes_flag,
-    add_run_flags,
-    claim_run_folder,
-    say_interrupted,
-    show_report,
-    start_run_folder,
-)
+from agents.jobs import common
 from agents.sap_evaluation import (
     ATTACK_CHOICES,
     MAX_LAMBDA,
@@ -81,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli.add_budget_flag(
         parser, "pixel units of 0-255 frames", defaults.lambdas, high=MAX_LAMBDA, aliases=("--lambdas",)
     )
-    add_episodes_flag(parser, defaults.episodes, "episodes per cell, in parallel")
+    common.add_episodes_flag(parser, defaults.episodes, "episodes per cell, in parallel")
     parser.add_argument(
         "--sap-frac",
         dest="sap_fracs",
@@ -95,20 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--attack", choices=ATTACK_CHOICES, default=defaults.attack, help="the paper's columns' attack")
     cli.add_steps_flags(parser, pgd_steps=defaults.pgd_steps)
     cli.add_episode_cap_flag(parser, None, "cap on an episode's agent steps (default: ALE's)")
-    parser.add_argument(
-        "--fire-after-life-loss",
-        action="store_true",
-        help="press FIRE after every lost life too (this job's behaviour before the engine; default: at reset only)",
+    common.add_fire_flag(
+        parser, "press FIRE after every lost life too (this job's behaviour before the engine; default: at reset only)"
     )
-    add_run_flags(parser, JOB, seed_help="the games' and draws' seed")
+    common.add_run_flags(parser, JOB, seed_help="the games' and draws' seed")
     return parser
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    cli.check_output_flags(parser, args)
-    return args
+    return cli.parse_checked(build_parser(), argv)
 
 
 def eval_settings(args: argparse.Namespace) -> EvalSettings:
@@ -153,11 +139,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Path] | int:
     agents = distinct_agents([prepare_agent(path, args.games, args.device) for path in agent_paths(args)])
     recorded = run_settings(agents, settings, torch_threads=args.threads)  # the key old runs recorded
     stem = agents[0].name + (f"+{len(agents) - 1}" if len(agents) > 1 else "")
-    out = claim_run_folder(args, JOB, stem, recorded)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    out = common.claim_run_folder(args, JOB, stem, recorded)
+    cli.use_threads(args.threads)
     with RunLock(out):
-        start_run_folder(out, args, JOB, recorded, {a.name: a.file for a in agents})
+        common.start_run_folder(out, args, JOB, recorded, {a.name: a.file for a in agents})
         store = CellStore(out, recorded)
         resume = resume_command("scripts/eval_rl_sap.py", argv, out, first=[str(agent.path) for agent in agents])
         return evaluate_into(out, agents, settings, store, resume)
@@ -190,7 +175,7 @@ def evaluate_into(
     seconds = time.perf_counter() - started
     paths = write_report(rows, settings, out, agents=names, seconds=seconds, partial=partial) if rows else {}
     if interrupted:
-        say_interrupted(f"{len(results)} of {total} plays", out, paths.get("md"), resume)
+        common.say_interrupted(f"{len(results)} of {total} plays", out, paths.get("md"), resume)
         return INTERRUPTED_STATUS
-    show_report(paths, out)
+    common.show_report(paths, out)
     return paths

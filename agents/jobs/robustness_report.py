@@ -28,8 +28,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
 from agents.evaluation import (
     ATTACKS,
     PROTOCOLS,
@@ -45,15 +43,7 @@ from agents.evaluation import (
     write_report,
 )
 from agents.evaluation.outputs import budget_text
-from agents.jobs.common import (
-    add_episodes_flag,
-    add_run_flags,
-    claim_run_folder,
-    play_report,
-    say_interrupted,
-    show_report,
-    start_run_folder,
-)
+from agents.jobs import common
 from rlrobust import cli
 from rlrobust.distributed import Runtime, gather_objects, start_runtime, stop_runtime
 from rlrobust.runs import CELLS_FILE, INTERRUPTED_STATUS, CellStore, RunLock, resume_command
@@ -74,21 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
         parser, "on the protocol's scale (default: the protocol's)", None, low=None, aliases=("--budgets",)
     )
     parser.add_argument("--attacks", nargs="+", help=f"from {', '.join(ATTACKS)} (default: the protocol's)")
-    add_episodes_flag(parser, None, "games per cell (default: the protocol's)")
+    common.add_episodes_flag(parser, None, "games per cell (default: the protocol's)")
     parser.add_argument("--max-frames", type=cli.count(), help="emulator frames per game (default: the protocol's)")
     parser.add_argument("--sap-frac", type=cli.real(0, MAX_FRAC, low_open=True), help="insert SAP (1.0 = SAP-100)")
-    parser.add_argument(
-        "--fire-after-life-loss", action="store_true", help="press FIRE after every lost life (off in every protocol)"
-    )
-    add_run_flags(parser, JOB)
+    common.add_fire_flag(parser, "press FIRE after every lost life (off in every protocol)")
+    common.add_run_flags(parser, JOB)
     return parser
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    cli.check_output_flags(parser, args)
-    return args
+    return cli.parse_checked(build_parser(), argv)
 
 
 def report_spec(args: argparse.Namespace) -> ReportSpec:
@@ -120,9 +105,9 @@ def claim(args: argparse.Namespace, agents: list, settings: dict, runtime: Runti
     if runtime.is_main:
         stem = f"{agents[0].name}{f'+{len(agents) - 1}' if len(agents) > 1 else ''}-{args.protocol}"
         try:
-            out = claim_run_folder(args, JOB, stem, settings)
+            out = common.claim_run_folder(args, JOB, stem, settings)
             ranks = tuple(p.name for p in out.glob("cells.rank*.json"))
-            start_run_folder(out, args, JOB, settings, {a.name: a.file for a in agents}, extra_outputs=ranks)
+            common.start_run_folder(out, args, JOB, settings, {a.name: a.file for a in agents}, extra_outputs=ranks)
         except (ValueError, OSError) as err:
             error = str(err)
     error, out = gather_objects((error, out), runtime)[0]
@@ -138,8 +123,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Path] | int | None:
     spec = report_spec(args)
     runtime = start_runtime(args.device, amp="off", channels_last="off")
     try:
-        if args.threads:
-            torch.set_num_threads(args.threads)
+        cli.use_threads(args.threads)
         agents = load_agents(args, runtime)
         settings = recorded_settings(spec, agents, args)
         out = claim(args, agents, settings, runtime)
@@ -175,7 +159,7 @@ def report(args, spec: ReportSpec, agents: list, store: CellStore, runtime: Runt
             print(f"Agent {agent.name} ({agent.file}, sha256 {agent.sha256[:12]}, {kind}) on {', '.join(agent.games)}")
         budgets = ", ".join(budget_text(b, spec.protocol) for b in spec.protocol.budgets)
         print(f"Protocol {spec.protocol.name}: {spec.protocol.budget_name} {budgets}; output folder {out}")
-    results, interrupted = play_report(evaluations, spec, store, runtime, progress=progress, describe=_describe)
+    results, interrupted = common.play_report(evaluations, spec, store, runtime, progress=progress, describe=_describe)
     if not runtime.is_main:
         return INTERRUPTED_STATUS if interrupted else None
     return finish(args, spec, evaluations, results, out, resume, interrupted)
@@ -205,7 +189,7 @@ def finish(args, spec, evaluations, results, out: Path, resume: str, interrupted
         notes = f"**PARTIAL TABLE: interrupted; continue with --resume.**\n\n{notes}"
     paths = write_report(rows, out, p, notes) if rows else {}
     if interrupted:
-        say_interrupted(f"{len(results)} cells", out, paths.get("md"), resume)
+        common.say_interrupted(f"{len(results)} cells", out, paths.get("md"), resume)
         return INTERRUPTED_STATUS
-    show_report(paths, out)
+    common.show_report(paths, out)
     return paths
