@@ -165,7 +165,7 @@ def test_gpu_training_commands_are_valid_settings(tmp_path):
     config = config_from_args(args, TrainConfig).validate()
     assert (config.num_envs, config.vec_backend, config.replay_on_device) == (16, "ale", True)
 
-    train_classifier = load_script("scripts/train_classifier.py", "train_classifier_for_gpu_check")
+    from classifiers.jobs import train_classifier
     from classifiers.training import TrainConfig as ClassifierConfig
     from classifiers.training import make_config
 
