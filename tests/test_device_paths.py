@@ -406,9 +406,11 @@ def commands() -> list[Path]:
 
 
 def device_commands() -> list[Path]:
-    """The commands that take ``--device``: named in their source, through the shared classifier flags, or from a
-    config field (train_classifier.py); :func:`test_every_command_with_a_device_flag_is_checked` keeps this exact."""
-    pattern = re.compile(r'"--device"|add_common_flags\(|f\.name == "device"')
+    """The commands that take ``--device``: named in their source, through the shared flags (rlrobust.cli's
+    add_runtime_flags, agents/jobs/common.py's add_run_flags, the classifier half's), or from a config field
+    (train_classifier, train_ddqn); :func:`test_every_command_with_a_device_flag_is_checked` keeps this exact."""
+    shared = r"add_common_flags\(|add_runtime_flags\(|add_run_flags\(|add_config_flags\("
+    pattern = re.compile(rf'"--device"|f\.name == "device"|{shared}')
     return [path for path in commands() if pattern.search(_source(path))]
 
 
