@@ -4,7 +4,7 @@ random-init ResNet-20 checkpoint the scripts can load, and running a script as a
 from __future__ import annotations
 
 import contextlib
-import importlib.util
+import importlib
 import io
 import os
 import subprocess
@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from classifiers.data import ImageDataset
-from classifiers.experiments.cli import run_main
+from classifiers.jobs.common import run_main
 from classifiers.models import CHECKPOINT_FORMAT, build_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,12 +79,10 @@ def assert_clean_error(result: subprocess.CompletedProcess, *fragments: str) -> 
 
 
 def script_error(script: str, *args: object) -> str:
-    """Run ``scripts/<script>``'s ``main`` in this process as its command line would, expecting it to stop with an
-    error; returns the message (``error: ...`` of a user error, or argparse's usage error). Faster than a subprocess,
-    which the end-to-end tests use."""
-    spec = importlib.util.spec_from_file_location(f"script_{Path(script).stem}", REPO / "scripts" / script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    """Run ``scripts/<script>``'s job (``classifiers.jobs.<stem>.main``) in this process as its command line would,
+    expecting it to stop with an error; returns the message (``error: ...`` of a user error, or argparse's usage
+    error). Faster than a subprocess, which the end-to-end tests use."""
+    module = importlib.import_module(f"classifiers.jobs.{Path(script).stem}")
     stderr = io.StringIO()
     with pytest.raises(SystemExit) as stop, contextlib.redirect_stderr(stderr):
         run_main(lambda: module.main([*map(str, args), "--quiet"]))

@@ -18,6 +18,7 @@ from torch import nn
 from classifiers.data import ImageDataset
 from classifiers.evaluation import WORST_CASE, AttackSpec, EvaluationSettings, build_attacks, evaluate_robustness
 from classifiers.evaluation.cells import TensorCells, cell_seed
+from classifiers.jobs import eval_classifier
 from classifiers.models import CHECKPOINT_FORMAT, build_model
 from rlrobust.sap import insert_sap
 from tests.test_classifiers_data import SUBPROCESS_ENV, one_torch_thread, random_images, write_cifar
@@ -25,9 +26,6 @@ from tests.test_classifiers_data import SUBPROCESS_ENV, one_torch_thread, random
 pytestmark = pytest.mark.usefixtures(one_torch_thread.__name__)
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
-
-import eval_classifier  # noqa: E402 (the script, from the path set just above)
 
 
 class SensitiveNet(nn.Module):
@@ -158,7 +156,7 @@ def run_script(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def test_command_line_writes_tables_and_plot(checkpoint_and_data, tmp_path, capsys):
-    """The script's ``main`` in this process (a subprocess would spend seconds importing torch again)."""
+    """The job's ``main`` in this process (a subprocess would spend seconds importing torch again)."""
     path, root = checkpoint_and_data
     eval_classifier.main([
         "--model", str(path), "--dataset", "cifar10", "--data-dir", str(root), "--attacks", "fgsm", "iterative", "pgd",

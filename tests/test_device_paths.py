@@ -406,10 +406,20 @@ def commands() -> list[Path]:
 
 
 def device_commands() -> list[Path]:
-    """The commands that take ``--device``: named in their source, through the shared classifier flags, or from a
-    config field (train_classifier.py); :func:`test_every_command_with_a_device_flag_is_checked` keeps this exact."""
-    pattern = re.compile(r'"--device"|add_common_flags\(|f\.name == "device"')
-    return [path for path in commands() if pattern.search(path.read_text())]
+    """The commands that take ``--device``: named in their source, through the shared flags (rlrobust.cli's
+    add_runtime_flags, agents/jobs/common.py's add_run_flags, the classifier half's), or from a config field
+    (train_classifier, train_ddqn); :func:`test_every_command_with_a_device_flag_is_checked` keeps this exact."""
+    shared = r"add_common_flags\(|add_runtime_flags\(|add_run_flags\(|add_config_flags\("
+    pattern = re.compile(rf'"--device"|f\.name == "device"|{shared}')
+    return [path for path in commands() if pattern.search(_source(path))]
+
+
+def _source(path: Path) -> str:
+    """The command's source, with that of the job module a thin ``scripts/`` caller imports (``x.jobs.y``)."""
+    text = path.read_text()
+    for job in re.findall(r"^from (\w+\.jobs\.\w+) import", text, flags=re.M):
+        text += Path(importlib.util.find_spec(job).origin).read_text()
+    return text
 
 
 def _entry(path: Path, monkeypatch):
@@ -469,7 +479,7 @@ def test_classifier_commands_make_the_chosen_gpu_the_current_one(monkeypatch):
     placing work on "the" GPU (torch-fidelity's ``cuda=True``) uses GPU N; cpu and a bare "cuda" change nothing."""
     import argparse
 
-    from classifiers.experiments import cli as experiments_cli
+    from classifiers.jobs import common as experiments_cli
 
     chosen = []
     monkeypatch.setattr(torch.cuda, "set_device", chosen.append)

@@ -12,9 +12,9 @@ from classifiers.experiments.calibration_report import reliability_rows, result_
 from classifiers.experiments.paper import comparison_rows
 from classifiers.experiments.sap_grid import Case, GridResult, GridSettings, attack_cases, run_grid
 from classifiers.experiments.variants import Variant, parse_variant
+from classifiers.jobs import sap_experiments
 from tests import _experiment_fixtures as fx
 from tests._experiment_fixtures import one_thread
-from tests.corpus import load_script
 
 pytestmark = pytest.mark.usefixtures(one_thread.__name__)
 
@@ -191,7 +191,7 @@ def test_an_interrupted_grid_keeps_its_cells_and_resumes_to_the_same_table(tmp_p
     missing cells and gives the uninterrupted table (SAP's randomness included)."""
     import classifiers.experiments.sap_grid as grid
 
-    script = load_script("sap_experiments")
+    script = sap_experiments
     for figure in ("plot_accuracy", "plot_reliability", "write_scalars"):  # not what this test is about; slow
         monkeypatch.setattr(script, figure, lambda *args, **kwargs: None)
     model = fx.write_checkpoint(tmp_path / "tiny.pt")

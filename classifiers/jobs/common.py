@@ -1,6 +1,6 @@
-"""What the experiment scripts share on the command line: checked device, seed, threads and output flags, loading a
-model with its data, each job's own run folder (claimed, locked, recorded in run.json), and turning expected errors
-into one ``error: ...`` line instead of a traceback."""
+"""What the classifier jobs share: checked device, seed, threads and output flags, loading a model with its data, each
+job's own run folder (claimed, locked, recorded in run.json), and turning expected errors into one ``error: ...`` line
+instead of a traceback."""
 
 from __future__ import annotations
 
@@ -58,12 +58,14 @@ def add_data_flags(parser: argparse.ArgumentParser, default: str = "cifar10-shar
     parser.add_argument("--images", type=count(1), help="use the first N images (default: all)")
 
 
-def check_run_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """``--resume`` needs ``--out`` and excludes ``--overwrite``."""
+def parse_flags(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """``argv`` parsed, with the run flags checked: ``--resume`` needs ``--out`` and excludes ``--overwrite``."""
+    args = parser.parse_args(argv)
     if args.resume and args.overwrite:
         parser.error("--resume and --overwrite exclude each other")
     if args.resume and args.out is None:
         parser.error("--resume needs --out, the folder of the run to continue")
+    return args
 
 
 def setup(args: argparse.Namespace) -> torch.device:
