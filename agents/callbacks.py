@@ -27,6 +27,7 @@ from agents.rollout import play_episodes
 from rlrobust.reporting import write_tables
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C, and a cluster's pre-emption or ``kill``
+SB3_STATS_WINDOW = 100  # games in SB3's rollout/ep_rew_mean (its stats_window_size default)
 
 
 class StopRequest:
@@ -87,7 +88,12 @@ class TrainingMonitor(BaseCallback):
     """TensorBoard scalars and a tqdm bar (steps, steps/s, ETA, recent mean score).
 
     Tags: ``episode/score`` and ``episode/length`` (raw, unclipped, per finished game), ``train/epsilon``,
-    ``train/loss`` (Huber), ``train/mean_q`` (mean over minibatches of max_a Q(s, a)), ``time/steps_per_sec``.
+    ``train/loss`` (Huber), ``train/mean_q`` (mean over minibatches of max_a Q(s, a)), ``time/steps_per_sec`` (over
+    the last ``log_every`` steps). Beside them, with stable-baselines3's names and meanings so that a run's curves
+    overlay SB3 and rl-zoo runs: ``rollout/ep_rew_mean`` and ``rollout/ep_len_mean`` (mean raw score and length of
+    the last :data:`SB3_STATS_WINDOW` finished games, as SB3's ``ep_info_buffer`` of ``Monitor`` episodes; absent
+    until a game ends), ``rollout/exploration_rate`` (epsilon), ``time/fps`` (agent steps per second since this
+    session's start, whole numbers) and ``train/n_updates`` (gradient updates so far).
     """
 
     def __init__(
@@ -104,6 +110,7 @@ class TrainingMonitor(BaseCallback):
         self.total_steps = total_steps
         self.log_every = log_every
         self.scores: deque[float] = deque(maxlen=recent)
+        self.games: deque[tuple[float, int]] = deque(maxlen=SB3_STATS_WINDOW)  # (score, length) for rollout/*
         self.progress = progress
         self.bar: tqdm | None = None
 
@@ -121,12 +128,14 @@ class TrainingMonitor(BaseCallback):
         )
         self._next_log = (start // self.log_every + 1) * self.log_every
         self._clock = (time.perf_counter(), start)
+        self._session_start = self._clock
 
     def _on_step(self) -> bool:
         step = self.model.num_timesteps
         finished = [info["episode"] for info in self.locals.get("infos", ()) if "episode" in info]
         for episode in finished:
             self.scores.append(episode["r"])
+            self.games.append((episode["r"], episode["l"]))
             self.writer.add_scalar("episode/score", episode["r"], step)
             self.writer.add_scalar("episode/length", episode["l"], step)
         logged = step >= self._next_log
@@ -147,6 +156,7 @@ class TrainingMonitor(BaseCallback):
         if seconds > 0:
             self.writer.add_scalar("time/steps_per_sec", steps / seconds, step)
         self.writer.add_scalar("train/epsilon", self.model.exploration_rate, step)
+        self._log_sb3_scalars(step, now)
         if training_problem(self.model) is not None:  # before the stats reset the device sums it reads
             return False
         stats = self.model.pop_train_stats()
@@ -154,6 +164,17 @@ class TrainingMonitor(BaseCallback):
             self.writer.add_scalar("train/loss", stats["loss"], step)
             self.writer.add_scalar("train/mean_q", stats["mean_q"], step)
         return True
+
+    def _log_sb3_scalars(self, step: int, now: float) -> None:
+        """The tags stable-baselines3's off-policy algorithms write, with SB3's meanings (see the class doc)."""
+        if self.games:
+            self.writer.add_scalar("rollout/ep_rew_mean", statistics.fmean(r for r, _ in self.games), step)
+            self.writer.add_scalar("rollout/ep_len_mean", statistics.fmean(n for _, n in self.games), step)
+        self.writer.add_scalar("rollout/exploration_rate", self.model.exploration_rate, step)
+        seconds, steps = now - self._session_start[0], step - self._session_start[1]
+        if seconds > 0:
+            self.writer.add_scalar("time/fps", int(steps / seconds), step)
+        self.writer.add_scalar("train/n_updates", getattr(self.model, "_n_updates", 0), step)
 
     def _refresh_postfix(self) -> None:
         score = f"{statistics.fmean(self.scores):.1f}" if self.scores else "-"

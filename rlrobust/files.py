@@ -12,6 +12,7 @@ writer are removed by the next write to the same folder. Also the content hash t
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import tempfile
@@ -50,6 +51,18 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically, so readers never see half a file."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, record: Any) -> Path:
+    """Write ``record`` as indented JSON (one trailing newline) to ``path`` atomically; values JSON lacks (paths,
+    dates) are written as their ``str``.
+
+    >>> import tempfile, pathlib
+    >>> path = atomic_write_json(pathlib.Path(tempfile.mkdtemp()) / "run.json", {"seed": 0, "out": pathlib.Path("x")})
+    >>> path.read_text().splitlines()
+    ['{', '  "seed": 0,', '  "out": "x"', '}']
+    """
+    return atomic_write_text(path, json.dumps(record, indent=2, default=str) + "\n")
 
 
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:

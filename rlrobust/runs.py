@@ -26,13 +26,13 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from rlrobust.files import atomic_write_text, check_writable, sha256_of
+from rlrobust.files import atomic_write_json, check_writable, sha256_of
 
 RUN_FILE = "run.json"  # what produced a folder's results: job, settings, inputs' hashes, versions
 CELLS_FILE = "cells.json"  # finished cells of an evaluation, for resuming
@@ -125,10 +125,15 @@ def resume_command(script: str, argv: Sequence[str], out: Path, *, first: Sequen
     return shlex.join(["python", script, *first, *rest, "--out", str(out), "--resume"])
 
 
-def settings_changes(saved: Mapping[str, Any], current: Mapping[str, Any]) -> str:
-    """A readable list of the settings that differ (``name: old -> new``), empty when none do."""
+def settings_changes(saved: Mapping[str, Any], current: Mapping[str, Any], *, ignore: Collection[str] = ()) -> str:
+    """A readable list of the settings that differ (``name: old -> new``), empty when none do. The one check of
+    "same settings" before a resume; ``ignore`` names the settings a resume may change (where, how fast).
+
+    >>> settings_changes({"eps": 8, "device": "cpu"}, {"eps": 4, "device": "cuda"}, ignore=("device",))
+    'eps: 8 -> 4'
+    """
     normal = json.loads(json.dumps(dict(current), default=str))
-    names = sorted(set(saved) | set(normal))
+    names = sorted((set(saved) | set(normal)) - set(ignore))
     return ", ".join(f"{k}: {saved.get(k)!r} -> {normal.get(k)!r}" for k in names if saved.get(k) != normal.get(k))
 
 
@@ -139,13 +144,25 @@ def write_run_record(out: str | Path, job: str, settings: Mapping[str, Any], inp
     """
     record = {
         "job": job,
-        "command": sys.argv,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "settings": json.loads(json.dumps(dict(settings), default=str)),
         "inputs": {role: describe_input(value) for role, value in inputs.items()},
-        **environment(),
+        **provenance(),
     }
-    return atomic_write_text(Path(out) / RUN_FILE, json.dumps(record, indent=2) + "\n")
+    return atomic_write_json(Path(out) / RUN_FILE, record)
+
+
+def provenance(packages: tuple[str, ...] = ("torch", "numpy")) -> dict[str, Any]:
+    """What produced a run's results, in one record every job writes: the command (``sys.argv``), the time (UTC),
+    the versions of Python and ``packages``, the machine and the git commit (:func:`environment`).
+
+    >>> sorted(provenance())
+    ['command', 'created', 'git', 'machine', 'versions']
+    """
+    return {
+        "command": list(sys.argv),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **environment(packages),
+    }
 
 
 def read_run_record(out: str | Path) -> dict[str, Any] | None:
@@ -302,4 +319,4 @@ class CellStore:
         """Record a finished cell (JSON-serialisable) and rewrite the file."""
         self.cells[key] = json.loads(json.dumps(value, default=str))
         self._mine[key] = self.cells[key]
-        atomic_write_text(self.path, json.dumps({"settings": self.settings, "cells": self._mine}, indent=2) + "\n")
+        atomic_write_json(self.path, {"settings": self.settings, "cells": self._mine})

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import doctest
+import importlib
 import json
 import os
 import signal
@@ -505,3 +507,8 @@ def test_trades_start_survives_bf16_autocast():
     _, kl_fp32 = _kl_pgd_under(False, 10, model, x)
     _, kl_bf16 = _kl_pgd_under(True, 10, model, x)
     assert kl_fp32 > 0.1 and kl_bf16 == pytest.approx(kl_fp32, rel=0.01)
+
+
+@pytest.mark.parametrize("name", ["classifiers.training.run_folder", "classifiers.experiments.figures"])
+def test_the_examples_in_the_run_folder_and_figure_modules_run(name):
+    assert doctest.testmod(importlib.import_module(name)).failed == 0

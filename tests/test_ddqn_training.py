@@ -5,10 +5,13 @@ the run lock, and evaluation games that end."""
 from __future__ import annotations
 
 import dataclasses
+import doctest
+import importlib
 import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -26,6 +29,7 @@ from agents.rollout import play_episodes
 from agents.training import (
     TrainConfig,
     build_model,
+    create_run,
     load_for_resume,
     make_eval_env,
     make_training_env,
@@ -90,6 +94,31 @@ def test_short_bowling_run_logs_scores_and_leaves_loadable_models(short_run):
         assert isinstance(network, NatureQNetwork)
         torch.testing.assert_close(network(frames), expected)
     assert model.num_timesteps == 400 and model._n_updates == (400 - 100) // 4
+
+
+SB3_TAGS = ("rollout/ep_rew_mean", "rollout/ep_len_mean", "rollout/exploration_rate", "time/fps", "train/n_updates")
+
+
+def test_the_tags_of_stable_baselines3_are_written_beside_ours_with_its_meanings(short_run):
+    """Curves that overlay SB3 and rl-zoo runs: ep_rew_mean is the mean raw score of the last 100 finished games
+    (SB3's ep_info_buffer), exploration_rate is epsilon, n_updates counts gradient updates, fps is positive."""
+    logged = {
+        tag: [(step, value) for step, value in values if step <= 400]
+        for tag, values in scalars(short_run.run_dir).items()
+    }
+    for tag in SB3_TAGS:
+        assert logged.get(tag), f"no {tag} in TensorBoard"
+    assert logged["rollout/exploration_rate"] == logged["train/epsilon"]
+    games = list(zip(logged["episode/score"], logged["episode/length"], strict=True))
+    for (step, mean_score), (_, mean_length) in zip(
+        logged["rollout/ep_rew_mean"], logged["rollout/ep_len_mean"], strict=True
+    ):
+        finished = [(score, length) for (at, score), (_, length) in games if at <= step][-100:]
+        assert mean_score == pytest.approx(statistics.fmean(score for score, _ in finished), rel=1e-6)
+        assert mean_length == pytest.approx(statistics.fmean(length for _, length in finished), rel=1e-6)
+    updates = [value for _, value in logged["train/n_updates"]]
+    assert updates == sorted(updates) and 0 < updates[-1] <= (400 - 100) // 4
+    assert all(value > 0 for _, value in logged["time/fps"])
 
 
 def test_resume_continues_the_step_count_schedule_optimizer_and_curves(short_run, capsys):
@@ -180,11 +209,11 @@ def test_a_truncated_newest_checkpoint_falls_back_to_the_older_one(short_run, tm
     assert checkpoint == older
     assert (run_dir / "config.json").read_bytes() == config_before  # nothing recorded before the checkpoint loads
 
-    from agents.training import _resumed_model
+    from agents.training import resumed_model
 
     env = make_training_env(config)
     with pytest.warns(UserWarning, match="renamed the unreadable"):
-        model = _resumed_model(config, run_dir, checkpoint, env)
+        model = resumed_model(config, run_dir, checkpoint, env)
     env.close()
     assert model.num_timesteps == checkpoint_step(older)
     assert checkpoints(run_dir) == [older]  # set aside, so pruning cannot delete the good one for it
@@ -326,3 +355,34 @@ def test_two_games_at_once_keep_one_update_per_four_agent_steps(tmp_path):
     model = DoubleDQN.load(result.run_dir / "final_model.zip", device="cpu")
     assert model.num_timesteps == 400
     assert model._n_updates == (400 - 100) // 4  # as with one game
+
+
+def test_a_run_written_before_the_training_package_still_resumes(short_run, tmp_path):
+    """config.json as train_ddqn.py wrote it before its provenance came from rlrobust.runs, lacking a setting
+    added since (it takes today's default) and holding one removed since (ignored)."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(short_run.run_dir, run_dir, ignore=shutil.ignore_patterns("tensorboard"))
+    record = json.loads((run_dir / "config.json").read_text())
+    settings = {k: v for k, v in record["config"].items() if k != "replay_on_device"} | {"a_removed_setting": 1}
+    old = {"config": settings, "created": "2025-01-01T00:00:00+00:00", "command": ["scripts/train_ddqn.py"]}
+    (run_dir / "config.json").write_text(json.dumps(old | {k: record[k] for k in ("versions", "machine", "git")}))
+    config, checkpoint = prepare_resume(run_dir, {"total_steps": 2_000})
+    assert config.replay_on_device is True and checkpoint == checkpoints(run_dir)[-1]
+
+
+@pytest.mark.parametrize("name", ["config", "build", "records", "resume", "session"])
+def test_the_examples_in_the_training_modules_run(name):
+    module = importlib.import_module(f"agents.training.{name}")
+    assert doctest.testmod(module).failed == 0
+
+
+def test_a_run_in_a_given_folder_refuses_another_runs_files_unless_overwritten(tmp_path):
+    out = tmp_path / "mine"
+    assert create_run(dataclasses.replace(SHORT), out=out) == out and (out / "config.json").is_file()
+    (out / "checkpoints").mkdir()
+    (out / "notes.txt").write_text("kept")
+    with pytest.raises(ValueError, match="already holds results of another run"):
+        create_run(dataclasses.replace(SHORT, seed=1), out=out)
+    assert read_config(out)[0].seed == 0
+    create_run(dataclasses.replace(SHORT, seed=1), out=out, overwrite=True)
+    assert read_config(out)[0].seed == 1 and not (out / "checkpoints").exists() and (out / "notes.txt").is_file()

@@ -3,12 +3,13 @@ a result table as TensorBoard scalars."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from torch.utils.tensorboard import SummaryWriter
+
+from rlrobust.files import atomic_write
 
 
 def pyplot() -> Any:
@@ -22,15 +23,19 @@ def pyplot() -> Any:
 
 
 def save_figure(fig: Any, path: str | Path, dpi: int = 120) -> Path:
-    """Write ``fig`` as PNG through a temporary file (readers never see half an image) and close it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.tmp")
+    """Write ``fig`` as PNG atomically (:func:`rlrobust.files.atomic_write`: readers never see half an image, and
+    two jobs never share a temporary file) and close it.
+
+    >>> import tempfile, pathlib
+    >>> fig, ax = pyplot().subplots()
+    >>> save_figure(fig, pathlib.Path(tempfile.mkdtemp()) / "plot.png").read_bytes()[:4]
+    b'\\x89PNG'
+    """
     fig.tight_layout()
-    fig.savefig(partial, dpi=dpi, format="png")
-    pyplot().close(fig)
-    os.replace(partial, path)
-    return path
+    try:
+        return atomic_write(path, lambda handle: fig.savefig(handle, dpi=dpi, format="png"))
+    finally:
+        pyplot().close(fig)
 
 
 def lambda_axis(ax: Any, lambdas: Sequence[float]) -> None:

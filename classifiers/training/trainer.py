@@ -18,47 +18,55 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
 import os
-import platform
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.lr_scheduler import LRScheduler
 from tqdm import tqdm
 
 from classifiers.data import DeviceBatches, dataset_spec, load_dataset
 from classifiers.data.dataset import ImageDataset
-from classifiers.data.registry import dataset_files
 from classifiers.models import CHECKPOINT_FORMAT, build_model
 from classifiers.training.checkpoint import BEST, LAST, load_training_checkpoint, save_atomic
 from classifiers.training.config import TrainConfig
 from classifiers.training.holdout import evaluate_holdout
-from classifiers.training.methods import AttackSettings, make_method
+from classifiers.training.methods import AttackSettings, TrainingMethod, make_method
+from classifiers.training.run_folder import (
+    JOB,
+    RESUMABLE_CHANGES,
+    RUN_OUTPUTS,
+    check_same_data,
+    check_same_run,
+    claim_run_folder,
+    data_inputs,
+    remove_run_outputs,
+    run_settings,
+    write_run_files,
+)
 from classifiers.training.run_log import EpochLog
 from classifiers.training.schedules import check_schedule, make_scheduler
 from rlrobust.attacks._base import scores_unwatched
 from rlrobust.distributed import Runtime, all_reduce_sum, barrier, start_runtime, stop_runtime
-from rlrobust.reporting import atomic_write_text
-from rlrobust.runs import (
-    RUN_FILE,
-    RunLock,
-    claim_output_dir,
-    describe_input,
-    read_run_record,
-    remove_outputs,
-    sigterm_as_interrupt,
-    write_run_record,
-)
+from rlrobust.runs import RunLock, sigterm_as_interrupt
 
-# Config fields that may change between a run and its resumption (they do not change what is computed).
-RESUMABLE_CHANGES = {"data_dir", "device", "amp", "channels_last", "compile", "out_dir"}
-#: What a run writes into its folder; ``overwrite`` removes exactly these, so nothing of the old run stays mixed in.
-RUN_OUTPUTS = ("config.json", "environment.json", RUN_FILE, "metrics.csv", "curves.png", LAST, BEST, "tensorboard")
-JOB = "train_classifier"
+__all__ = [  # the run folder's names stay importable from here
+    "JOB",
+    "RESUMABLE_CHANGES",
+    "RUN_OUTPUTS",
+    "NonFiniteTraining",
+    "TrainingInterrupted",
+    "data_inputs",
+    "remove_run_outputs",
+    "run_settings",
+    "train",
+    "training_and_selection_data",
+]
 CHECK_EVERY = 20  # batches between host reads of the running loss (progress bar and divergence check)
 
 
@@ -106,10 +114,12 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     out = Path(config.out_dir)
     is_main = int(os.environ.get("RANK", "0")) == 0
     if is_main:
-        _claim(out, config, resume=resume, overwrite=overwrite)
+        claim_run_folder(out, config, resume=resume, overwrite=overwrite)
     with sigterm_as_interrupt(), RunLock(out) if is_main else contextlib.nullcontext():
         if is_main:
-            _claim(out, config, resume=resume, overwrite=overwrite)  # again under the lock: no job got in between
+            claim_run_folder(
+                out, config, resume=resume, overwrite=overwrite
+            )  # again under the lock: no job got in between
         if is_main and overwrite:
             remove_run_outputs(out)
         runtime = start_runtime(config.device, config.amp, config.channels_last)
@@ -117,26 +127,6 @@ def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False,
             return _train(config, runtime, resume=resume, progress=progress)
         finally:
             stop_runtime(runtime)
-
-
-def run_settings(config: TrainConfig) -> dict:
-    """The settings that define what a run computes (all but where and how fast): a resumed run must match them."""
-    return {k: v for k, v in dataclasses.asdict(config).items() if k not in RESUMABLE_CHANGES}
-
-
-def remove_run_outputs(out: Path) -> None:
-    """Delete what an earlier run wrote into ``out`` (:data:`RUN_OUTPUTS`); other files stay."""
-    remove_outputs(out, RUN_OUTPUTS)
-
-
-def _claim(out: Path, config: TrainConfig, *, resume: bool, overwrite: bool) -> None:
-    """Take ``out`` for this run or refuse it (see :func:`rlrobust.runs.claim_output_dir`). A run written before
-    ``run.json`` existed is resumed on its checkpoint's own settings check."""
-    legacy = resume and read_run_record(out) is None and (out / "config.json").is_file() and (out / LAST).is_file()
-    if legacy:
-        claim_output_dir(out, {}, overwrite=True)  # the checks of a writable folder; nothing is removed
-        return
-    claim_output_dir(out, run_settings(config), resume=resume, overwrite=overwrite)
 
 
 def _check_data_dir(config: TrainConfig) -> None:
@@ -181,13 +171,86 @@ def training_and_selection_data(config: TrainConfig) -> tuple[ImageDataset, Imag
     return train_data, holdout.subset(slice(0, config.holdout_size))
 
 
-def _train(config: TrainConfig, runtime: Runtime, *, resume: bool, progress: bool) -> dict:
-    out = Path(config.out_dir)
-    device = runtime.device
+@dataclass
+class _Setup:
+    """What a run trains with, built once before its first epoch."""
 
-    # --- data: whole splits as uint8 tensors, moved to the device once ------------------------------------------
+    config: TrainConfig
+    runtime: Runtime
+    train_data: ImageDataset
+    holdout: ImageDataset
+    batches: DeviceBatches
+    steps_per_epoch: int
+    normalization: dict | None
+    model: nn.Module  # the bare model: its state dict is what the checkpoints hold
+    fast: nn.Module  # the model, compiled if asked: the attacks' and the held-out check's
+    net: nn.Module  # PairForward(fast), wrapped for DDP under torchrun: the training forward
+    optimizer: torch.optim.Optimizer
+    scheduler: LRScheduler
+    per_batch: bool  # the schedule steps after every batch (else after every epoch)
+    method: TrainingMethod
+    attack_generator: torch.Generator
+
+
+@dataclass
+class _Progress:
+    """Where training stands: epochs saved in ``last.pt``, the best held-out PGD accuracy so far, a row an epoch."""
+
+    saved: int = 0
+    best: dict = field(default_factory=lambda: {"pgd_acc": -1.0, "epoch": 0})
+    history: list[dict] = field(default_factory=list)
+
+
+def _train(config: TrainConfig, runtime: Runtime, *, resume: bool, progress: bool) -> dict:
+    """Build, restore, then train epoch by epoch: one pass over the batches, then the held-out check and saves."""
+    out = Path(config.out_dir)
+    setup = _build(config, runtime)
+    state = _restore(setup, out, resume)
+    log = _start_records(setup, out, resume, state.history) if runtime.is_main else None
+    try:
+        for epoch in range(state.saved, config.epochs):
+            totals, seconds, lr = _train_epoch(setup, epoch, state.saved, progress)
+            _end_epoch(setup, state, epoch, _epoch_row(setup, epoch, totals, seconds, lr), out, log)
+    except KeyboardInterrupt as err:
+        raise TrainingInterrupted(out, state.saved, config.epochs) from err
+    finally:
+        if log is not None:
+            log.close()
+    last = state.history[-1] if state.history else None
+    return {"out_dir": str(out), "epochs": config.epochs, "best": state.best, "last": last}
+
+
+def _build(config: TrainConfig, runtime: Runtime) -> _Setup:
+    """Data on the device, the networks, the optimiser with its schedule, and the method."""
+    train_data, holdout, batches, steps_per_epoch = _load_data(config, runtime)
+    model, fast, net, normalization = _build_networks(config, runtime, train_data)
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=config.lr,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+        nesterov=config.nesterov,
+    )
+    scheduler, per_batch = make_scheduler(optimizer, config, steps_per_epoch)
+    method = make_method(
+        config.method,
+        attack=AttackSettings(config.eps, config.step, config.attack_steps),
+        beta=config.beta,
+        adv_fraction=config.adv_fraction,
+        fgsm_eps=config.fgsm_eps,
+    )
+    generator = torch.Generator(device=runtime.device)
+    return _Setup(
+        config, runtime, train_data, holdout, batches, steps_per_epoch, normalization, model, fast, net,
+        optimizer, scheduler, per_batch, method, generator,
+    )  # fmt: skip
+
+
+def _load_data(config: TrainConfig, runtime: Runtime) -> tuple[ImageDataset, ImageDataset, DeviceBatches, int]:
+    """The training and held-out images as uint8 tensors moved to the device once, the training batches (this
+    process's share of each), and the batches an epoch takes."""
     train_data, holdout = training_and_selection_data(config)
-    train_data, holdout = train_data.to(device), holdout.to(device)
+    train_data, holdout = train_data.to(runtime.device), holdout.to(runtime.device)
     if config.batch_size % runtime.world_size:
         raise ValueError(f"batch_size {config.batch_size} must divide evenly over {runtime.world_size} processes")
     batches = DeviceBatches(
@@ -204,11 +267,16 @@ def _train(config: TrainConfig, runtime: Runtime, *, resume: bool, progress: boo
     )
     steps_per_epoch = min(len(batches), config.max_batches or len(batches))
     check_schedule(config, steps_per_epoch)
+    return train_data, holdout, batches, steps_per_epoch
 
-    # --- model, compiled and wrapped for DDP as asked -------------------------------------------------------------
+
+def _build_networks(
+    config: TrainConfig, runtime: Runtime, train_data: ImageDataset
+) -> tuple[nn.Module, nn.Module, nn.Module, dict | None]:
+    """(bare model, the model compiled if asked, the training forward wrapped for DDP, the input normalisation)."""
     torch.manual_seed(config.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
     normalization = dict(zip(("mean", "std"), train_data.channel_stats(), strict=True)) if config.normalize else None
-    model = build_model(config.arch, train_data.num_classes, **(normalization or {})).to(device)
+    model = build_model(config.arch, train_data.num_classes, **(normalization or {})).to(runtime.device)
     if runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if config.sync_bn and runtime.distributed:
@@ -216,187 +284,170 @@ def _train(config: TrainConfig, runtime: Runtime, *, resume: bool, progress: boo
     fast = torch.compile(model) if config.compile else model  # used by the attacks and the training forward
     net: nn.Module = PairForward(fast)
     if runtime.distributed:
+        device = runtime.device
         net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    return model, fast, net, normalization
 
-    # --- optimiser, schedule, method -------------------------------------------------------------------------------
-    optimizer = torch.optim.SGD(
-        model.parameters(),
-        lr=config.lr,
-        momentum=config.momentum,
-        weight_decay=config.weight_decay,
-        nesterov=config.nesterov,
-    )
-    scheduler, per_batch = make_scheduler(optimizer, config, steps_per_epoch)
-    method = make_method(
-        config.method,
-        attack=AttackSettings(config.eps, config.step, config.attack_steps),
-        beta=config.beta,
-        adv_fraction=config.adv_fraction,
-        fgsm_eps=config.fgsm_eps,
-    )
-    attack_generator = torch.Generator(device=device)
 
-    # --- resume ----------------------------------------------------------------------------------------------------
-    start_epoch, best, history = 0, {"pgd_acc": -1.0, "epoch": 0}, []
+def _restore(setup: _Setup, out: Path, resume: bool) -> _Progress:
+    """Model, optimiser, schedule and progress from ``last.pt`` when resuming (its settings must match)."""
     if resume and (out / LAST).is_file():
         checkpoint = load_training_checkpoint(out / LAST)
-        _check_same_run(checkpoint["config"], config)
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        start_epoch, best, history = checkpoint["epoch"], checkpoint["best"], checkpoint["history"]
-    elif resume and runtime.is_main:
+        check_same_run(checkpoint["config"], setup.config)
+        setup.model.load_state_dict(checkpoint["model"])
+        setup.optimizer.load_state_dict(checkpoint["optimizer"])
+        setup.scheduler.load_state_dict(checkpoint["scheduler"])
+        return _Progress(checkpoint["epoch"], checkpoint["best"], checkpoint["history"])
+    if resume and setup.runtime.is_main:
         print(f"no checkpoint at {out / LAST}; starting from scratch")
-
-    log = None
-    if runtime.is_main:
-        inputs = data_inputs(config)
-        if resume:
-            _check_same_data(out, inputs)
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "config.json", config.to_json())
-        atomic_write_text(out / "environment.json", json.dumps(_environment(runtime), indent=2) + "\n")
-        write_run_record(out, JOB, run_settings(config), inputs)
-        log = EpochLog(out, resume_rows=history)
-        print(f"training {config.arch} on {config.dataset} with {method.describe()} -> {out}")
-
-    # --- epochs ------------------------------------------------------------------------------------------------------
-    saved = start_epoch  # epochs in last.pt
-    try:
-        for epoch in range(start_epoch, config.epochs):
-            batches.set_epoch(epoch)
-            attack_generator.manual_seed((config.seed * 100_003 + epoch) * 1_009 + runtime.rank + 7)
-            method.start_epoch(model, epoch)
-            net.train()
-            # images, loss sum, correct natural / adversarial, non-finite model: summed on the device, no sync
-            totals = torch.zeros(5, device=device, dtype=torch.float64)
-            started = time.perf_counter()
-            bar = tqdm(
-                batches,
-                total=steps_per_epoch,
-                desc=f"epoch {epoch + 1}/{config.epochs}",
-                disable=not (progress and runtime.is_main),
-                leave=False,
-            )
-            for batch_index, (x, y) in enumerate(bar):
-                if batch_index == steps_per_epoch:
-                    break
-                x_adv = None
-                if method.uses_adversarial:  # inner maximisation with the model in eval mode
-                    net.eval()
-                    with runtime.autocast(), scores_unwatched():  # a non-finite model: caught below, as diverged
-                        x_adv = method.perturb(fast, x, y, attack_generator)
-                    net.train()
-                with runtime.autocast():
-                    natural, adversarial = net(x if method.uses_natural else None, x_adv)
-                    loss = method.loss(natural, adversarial, y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                if per_batch:
-                    scheduler.step()
-                with torch.no_grad():  # device-side sums: no host-device copy, so no synchronisation per batch
-                    totals[0] += len(y)
-                    totals[1] += loss.detach().double() * len(y)
-                    totals[2] += _correct(natural, y)
-                    totals[3] += _correct(adversarial, y)
-                if batch_index % CHECK_EVERY == 0:  # one host read every CHECK_EVERY batches
-                    running = totals[1].item()
-                    if not math.isfinite(running) and not runtime.distributed:  # ranks agree only at the epoch end
-                        raise _diverged(config, epoch, saved, f"the loss became non-finite by batch {batch_index + 1}")
-                    bar.set_postfix(loss=f"{loss.item():.3f}")
-            if runtime.device.type == "cuda":
-                torch.cuda.synchronize(device)
-            train_seconds = time.perf_counter() - started
-            lr = optimizer.param_groups[0]["lr"]
-            if not per_batch:
-                scheduler.step()
-            totals[4] = _non_finite_state(model)
-            totals = all_reduce_sum(totals, runtime)
-            if not torch.isfinite(totals[1]) or totals[4] > 0:  # the same verdict on every rank, before any save
-                detail = (
-                    "the loss became non-finite" if not torch.isfinite(totals[1]) else "the weights became non-finite"
-                )
-                raise _diverged(config, epoch, saved, detail)
-            images = max(totals[0].item(), 1.0)
-
-            metrics = evaluate_holdout(
-                fast,
-                holdout,
-                runtime,
-                eps=config.eval_eps,
-                step=config.eval_step,
-                steps=config.eval_steps,
-                seed=config.seed + epoch,
-            )
-            row = {
-                "epoch": epoch + 1,
-                "lr": lr,
-                "train.loss": totals[1].item() / images,
-                **({"train.acc_nat": totals[2].item() / images} if method.uses_natural else {}),
-                **({"train.acc_adv": totals[3].item() / images} if method.uses_adversarial else {}),
-                **{f"holdout.{k}": v for k, v in metrics.items()},
-                "time.train_s": train_seconds,
-                "time.images_per_s": totals[0].item() / train_seconds,
-            }
-            history.append(row)
-            improved = epoch + 1 >= config.select_from_epoch and metrics["pgd_acc"] > best["pgd_acc"]
-            if improved:
-                best = {"pgd_acc": metrics["pgd_acc"], "epoch": epoch + 1}
-            if runtime.is_main:
-                log.add(row)
-                state = {
-                    "format": CHECKPOINT_FORMAT,
-                    "arch": config.arch,
-                    "num_classes": train_data.num_classes,
-                    "normalization": normalization,
-                    "classes": list(train_data.classes),
-                    "model": model.state_dict(),
-                    "epoch": epoch + 1,
-                    "metrics": row,
-                    "config": dataclasses.asdict(config),
-                }
-                if improved:
-                    save_atomic(state, out / BEST)
-                state.update(
-                    optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), best=best, history=history
-                )
-                save_atomic(state, out / LAST)
-                print(_summary_line(row))
-            saved = epoch + 1
-            barrier(runtime)
-    except KeyboardInterrupt as err:
-        raise TrainingInterrupted(out, saved, config.epochs) from err
-    finally:
-        if log is not None:
-            log.close()
-    return {"out_dir": str(out), "epochs": config.epochs, "best": best, "last": history[-1] if history else None}
+    return _Progress()
 
 
-def data_inputs(config: TrainConfig) -> dict:
-    """The data's identity for ``run.json``: the dataset's name and each file it is read from with its sha256."""
-    files = dataset_files(config.dataset, config.data_dir)
-    inputs: dict = {"dataset": config.dataset}
-    if not files:
-        inputs["data"] = "generated in code (classifiers.data.synthetic)" if "synthetic" in config.dataset else None
-    inputs.update({f"data:{name}": describe_input(path) for name, path in files.items()})
-    return inputs
+def _start_records(setup: _Setup, out: Path, resume: bool, history: list[dict]) -> EpochLog:
+    """Rank 0's records of the run: ``config.json``, ``environment.json``, ``run.json`` (refusing to resume on other
+    data files) and the epoch log, continued from ``history``."""
+    config = setup.config
+    inputs = data_inputs(config)
+    if resume:
+        check_same_data(out, inputs)
+    write_run_files(out, config, setup.runtime, inputs)
+    log = EpochLog(out, resume_rows=history)
+    print(f"training {config.arch} on {config.dataset} with {setup.method.describe()} -> {out}")
+    return log
 
 
-def _check_same_data(out: Path, inputs: dict) -> None:
-    """Refuse to resume on data files other than the run's own (as recorded in its ``run.json``)."""
-    recorded = (read_run_record(out) or {}).get("inputs", {})
-    changed = [
-        key
-        for key, value in inputs.items()
-        if isinstance(value, dict) and isinstance(recorded.get(key), dict)
-        and value.get("sha256") != recorded[key].get("sha256")
-    ]  # fmt: skip
-    changed += [key for key in recorded if key.startswith("data:") and key not in inputs]
-    if changed:
-        raise ValueError(
-            f"cannot resume in {out}: the data differ from the run's ({', '.join(changed)}); use a new --out-dir"
-        )
+def _train_epoch(setup: _Setup, epoch: int, saved: int, progress: bool) -> tuple[torch.Tensor, float, float]:
+    """One pass over the training batches: (totals summed over ranks -- images, loss sum, correct natural,
+    correct adversarial, non-finite model --, seconds, learning rate). Raises :class:`NonFiniteTraining` at a
+    non-finite loss or model, before anything of the epoch is saved (``saved``: the epochs in ``last.pt``)."""
+    config, runtime = setup.config, setup.runtime
+    setup.batches.set_epoch(epoch)
+    setup.attack_generator.manual_seed((config.seed * 100_003 + epoch) * 1_009 + runtime.rank + 7)
+    setup.method.start_epoch(setup.model, epoch)
+    setup.net.train()
+    # images, loss sum, correct natural / adversarial, non-finite model: summed on the device, no sync
+    totals = torch.zeros(5, device=runtime.device, dtype=torch.float64)
+    started = time.perf_counter()
+    bar = tqdm(
+        setup.batches,
+        total=setup.steps_per_epoch,
+        desc=f"epoch {epoch + 1}/{config.epochs}",
+        disable=not (progress and runtime.is_main),
+        leave=False,
+    )
+    for batch_index, (x, y) in enumerate(bar):
+        if batch_index == setup.steps_per_epoch:
+            break
+        loss, natural, adversarial = _train_step(setup, x, y)
+        with torch.no_grad():  # device-side sums: no host-device copy, so no synchronisation per batch
+            totals[0] += len(y)
+            totals[1] += loss.detach().double() * len(y)
+            totals[2] += _correct(natural, y)
+            totals[3] += _correct(adversarial, y)
+        if batch_index % CHECK_EVERY == 0:  # one host read every CHECK_EVERY batches
+            if not math.isfinite(totals[1].item()) and not runtime.distributed:  # ranks agree only at the epoch end
+                raise _diverged(config, epoch, saved, f"the loss became non-finite by batch {batch_index + 1}")
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    if runtime.device.type == "cuda":
+        torch.cuda.synchronize(runtime.device)
+    seconds, lr = time.perf_counter() - started, setup.optimizer.param_groups[0]["lr"]
+    if not setup.per_batch:
+        setup.scheduler.step()
+    totals[4] = _non_finite_state(setup.model)
+    totals = all_reduce_sum(totals, runtime)
+    if not torch.isfinite(totals[1]) or totals[4] > 0:  # the same verdict on every rank, before any save
+        detail = "the loss became non-finite" if not torch.isfinite(totals[1]) else "the weights became non-finite"
+        raise _diverged(config, epoch, saved, detail)
+    return totals, seconds, lr
+
+
+def _train_step(
+    setup: _Setup, x: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """One batch: the method's adversarial batch (model in eval mode), the loss, one optimiser step; returns
+    (loss, natural logits, adversarial logits)."""
+    method, net, runtime = setup.method, setup.net, setup.runtime
+    x_adv = None
+    if method.uses_adversarial:  # inner maximisation with the model in eval mode
+        net.eval()
+        with runtime.autocast(), scores_unwatched():  # a non-finite model: caught later, as diverged
+            x_adv = method.perturb(setup.fast, x, y, setup.attack_generator)
+        net.train()
+    with runtime.autocast():
+        natural, adversarial = net(x if method.uses_natural else None, x_adv)
+        loss = method.loss(natural, adversarial, y)
+    setup.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    setup.optimizer.step()
+    if setup.per_batch:
+        setup.scheduler.step()
+    return loss, natural, adversarial
+
+
+def _epoch_row(setup: _Setup, epoch: int, totals: torch.Tensor, seconds: float, lr: float) -> dict:
+    """The epoch's log row: training loss and accuracies, the held-out check (clean, PGD, energies), speed."""
+    config, method = setup.config, setup.method
+    metrics = evaluate_holdout(
+        setup.fast,
+        setup.holdout,
+        setup.runtime,
+        eps=config.eval_eps,
+        step=config.eval_step,
+        steps=config.eval_steps,
+        seed=config.seed + epoch,
+    )
+    images = max(totals[0].item(), 1.0)
+    return {
+        "epoch": epoch + 1,
+        "lr": lr,
+        "train.loss": totals[1].item() / images,
+        **({"train.acc_nat": totals[2].item() / images} if method.uses_natural else {}),
+        **({"train.acc_adv": totals[3].item() / images} if method.uses_adversarial else {}),
+        **{f"holdout.{k}": v for k, v in metrics.items()},
+        "time.train_s": seconds,
+        "time.images_per_s": totals[0].item() / seconds,
+    }
+
+
+def _end_epoch(setup: _Setup, state: _Progress, epoch: int, row: dict, out: Path, log: EpochLog | None) -> None:
+    """Record the epoch: its row, the best model if its held-out PGD accuracy is the best so far (from
+    ``select_from_epoch`` on), ``last.pt``; then wait for every rank."""
+    config = setup.config
+    state.history.append(row)
+    improved = epoch + 1 >= config.select_from_epoch and row["holdout.pgd_acc"] > state.best["pgd_acc"]
+    if improved:
+        state.best = {"pgd_acc": row["holdout.pgd_acc"], "epoch": epoch + 1}
+    if log is not None:
+        log.add(row)
+        _save_checkpoints(setup, state, row, out, improved)
+        print(_summary_line(row))
+    state.saved = epoch + 1
+    barrier(setup.runtime)
+
+
+def _save_checkpoints(setup: _Setup, state: _Progress, row: dict, out: Path, improved: bool) -> None:
+    """``best_robust.pt`` when ``improved`` and always ``last.pt`` (with the optimiser, schedule and progress)."""
+    config, data = setup.config, setup.train_data
+    checkpoint = {
+        "format": CHECKPOINT_FORMAT,
+        "arch": config.arch,
+        "num_classes": data.num_classes,
+        "normalization": setup.normalization,
+        "classes": list(data.classes),
+        "model": setup.model.state_dict(),
+        "epoch": row["epoch"],
+        "metrics": row,
+        "config": dataclasses.asdict(config),
+    }
+    if improved:
+        save_atomic(checkpoint, out / BEST)
+    checkpoint.update(
+        optimizer=setup.optimizer.state_dict(),
+        scheduler=setup.scheduler.state_dict(),
+        best=state.best,
+        history=state.history,
+    )
+    save_atomic(checkpoint, out / LAST)
 
 
 def _non_finite_state(model: nn.Module) -> torch.Tensor:
@@ -423,28 +474,6 @@ def _correct(logits: torch.Tensor | None, y: torch.Tensor) -> torch.Tensor:
     if logits is None:
         return torch.zeros((), device=y.device, dtype=torch.float64)
     return (logits.detach().argmax(1) == y).sum().double()
-
-
-def _check_same_run(saved: dict, config: TrainConfig) -> None:
-    current = dataclasses.asdict(config)
-    changed = sorted(k for k in current if k not in RESUMABLE_CHANGES and saved.get(k) != current[k])
-    if changed:
-        details = ", ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in changed)
-        raise ValueError(f"cannot resume: the checkpoint was trained with different settings ({details})")
-
-
-def _environment(runtime: Runtime) -> dict:
-    return {
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "device": str(runtime.device),
-        "device_name": torch.cuda.get_device_name(runtime.device)
-        if runtime.device.type == "cuda"
-        else platform.processor(),
-        "world_size": runtime.world_size,
-        "amp": str(runtime.amp_dtype),
-        "channels_last": runtime.channels_last,
-    }
 
 
 def _summary_line(row: dict) -> str:
