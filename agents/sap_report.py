@@ -1,6 +1,11 @@
 """The SAP-on-Atari table as files: ``results.csv`` / ``results.json`` (one row per agent, game, SAP fraction and
-lambda, every figure of every attacker setting), ``results.md`` (compact cells for people), ``scores.png`` (score
-against lambda per game) and TensorBoard scalars."""
+lambda, every figure of every attacker setting), ``results.md`` (compact cells for people, then the action-change
+rates on their own and a line on how to read them), ``scores.png`` (score and action-change rate against lambda per
+game) and TensorBoard scalars.
+
+The action-change rate (the share of steps on which the perturbation changed the acting agent's action) is measured
+at every step, so it separates the attackers even where the scores cannot: in short games, or for an agent that has
+not learnt to score (the Quickstart's 6,000-step Bowling agent scores 0 in every cell)."""
 
 from __future__ import annotations
 
@@ -12,7 +17,8 @@ from pathlib import Path
 from torch.utils.tensorboard import SummaryWriter
 
 from agents.sap_evaluation import Column, EvalSettings, Row, columns
-from rlrobust.reporting import write_tables
+from rlrobust.files import atomic_write_text
+from rlrobust.reporting import markdown_table, write_tables
 
 
 def column_title(column: Column, settings: EvalSettings) -> str:
@@ -40,16 +46,72 @@ def _cell(row: Row, column: Column) -> str:
     return f"{text} [{row[f'{key}_action_change']:.0%}]"
 
 
+def _line(row: Row) -> Row:
+    return {
+        "agent": row["agent"],
+        "game": row["game"],
+        "SAP frac": f"{row['sap_frac']:g}",
+        "lambda": f"{row['lambda']:g}",
+    }
+
+
 def markdown_rows(rows: Sequence[Row], settings: EvalSettings) -> list[Row]:
-    """One line per row, one compact cell per attacker setting."""
+    """One line per row, one compact cell per attacker setting: ``mean ± se (relative change) [action change]``."""
     out = []
     for row in rows:
-        line = {"agent": row["agent"], "game": row["game"], "SAP frac": f"{row['sap_frac']:g}"}
-        line["lambda"] = f"{row['lambda']:g}"
+        line = _line(row)
         for column in columns(settings):
             line[column_title(column, settings)] = _cell(row, column)
         out.append(line)
     return out
+
+
+def action_change_rows(rows: Sequence[Row], settings: EvalSettings) -> list[Row]:
+    """One line per row, one action-change rate (a percentage) per attacker setting.
+
+    >>> settings = EvalSettings(lambdas=(0, 2), pgd_steps=2, eot_samples=2, mc_samples=4).validate()
+    >>> row = {"agent": "a", "game": "Bowling", "sap_frac": 1.0, "lambda": 2.0}
+    >>> row |= {f"{c.key}_action_change": rate for c, rate in zip(columns(settings), (1, 0.84, 0.81, 1, 0.72))}
+    >>> list(action_change_rows([row], settings)[0].values())[4:]
+    ['100%', '84%', '81%', '100%', '72%']
+    """
+    out = []
+    for row in rows:
+        line = _line(row)
+        for column in columns(settings):
+            line[column_title(column, settings)] = f"{row[f'{column.key}_action_change']:.0%}"
+        out.append(line)
+    return out
+
+
+def reading(rows: Sequence[Row], settings: EvalSettings) -> str:
+    """How to read this table, from its own figures: where every mean score is the same, the scores cannot tell
+    the attackers apart and the action-change rates must; the SAP agent's rate without attack is its own noise.
+
+    >>> settings = EvalSettings(lambdas=(0,)).validate()
+    >>> row = {"sap_frac": 1.0, "lambda": 0.0}
+    >>> row |= {f"{c.key}_{k}": 0.0 for c in columns(settings) for k in ("mean", "action_change")}
+    >>> text = reading([row | {"sap_transfer_action_change": 0.68}], settings)
+    >>> text.startswith("Every mean score is 0: these games cannot tell the attackers apart by score")
+    True
+    >>> text[text.index("Without attack"):]
+    "Without attack (lambda = 0) the SAP agent's action still changes on 68% of steps: ..."
+    """
+    sentences = []
+    means = {row[f"{column.key}_mean"] for row in rows for column in columns(settings)}
+    if len(means) == 1:
+        sentences.append(
+            f"Every mean score is {next(iter(means)):g}: these games cannot tell the attackers apart by score (games "
+            "too short, or an agent that has not learnt to score); the action-change rates can."
+        )
+    own = sorted(row["sap_transfer_action_change"] for row in rows if row["lambda"] == 0)
+    if own:
+        rates = f"{own[0]:.0%}" if f"{own[0]:.0%}" == f"{own[-1]:.0%}" else f"{own[0]:.0%}-{own[-1]:.0%}"
+        sentences.append(
+            f"Without attack (lambda = 0) the SAP agent's action still changes on {rates} of steps: that is its own "
+            "randomness (two sets of stochastic passes disagree), the level to compare its attacked rates with."
+        )
+    return " ".join(sentences)
 
 
 def notes(settings: EvalSettings, agents: Sequence[str], seconds: float, device: str) -> str:
@@ -81,16 +143,17 @@ def notes(settings: EvalSettings, agents: Sequence[str], seconds: float, device:
 
 
 def plot_scores(rows: Sequence[Row], settings: EvalSettings, path: Path) -> Path:
-    """Mean score (± standard error) against lambda, one panel per agent and game, one line per setting."""
+    """Mean score (± standard error, top) and action-change rate (bottom) against lambda, one panel column per agent
+    and game, one line per setting."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     panels = list(dict.fromkeys((r["agent"], r["game"]) for r in rows))
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
+    fig, axes = plt.subplots(2, len(panels), figsize=(6 * len(panels), 8), squeeze=False, sharex="col")
     styles = {"dense": "ko-", "dense_pgd": "ks--", "sap_transfer": "D-", "sap_mc": "^-", "sap_eot": "v:"}
-    for axis, (agent, game) in zip(axes[0], panels, strict=True):
+    for axis, changes, (agent, game) in zip(axes[0], axes[1], panels, strict=True):
         for frac in settings.sap_fracs:
             lines = [r for r in rows if (r["agent"], r["game"], r["sap_frac"]) == (agent, game, frac)]
             for column in columns(settings):
@@ -99,8 +162,9 @@ def plot_scores(rows: Sequence[Row], settings: EvalSettings, path: Path) -> Path
                 label = column_title(column, settings)
                 if column.sap and len(settings.sap_fracs) > 1:
                     label += f", frac {frac:g}"
+                lambdas = [r["lambda"] for r in lines]
                 axis.errorbar(
-                    [r["lambda"] for r in lines],
+                    lambdas,
                     [r[f"{column.key}_mean"] for r in lines],
                     yerr=[0.0 if math.isnan(r[f"{column.key}_se"]) else r[f"{column.key}_se"] for r in lines],
                     fmt=styles[column.key],
@@ -108,9 +172,11 @@ def plot_scores(rows: Sequence[Row], settings: EvalSettings, path: Path) -> Path
                     capsize=3,
                     alpha=0.85,
                 )
-        axis.set(xlabel="lambda (0-255 scale)", ylabel=f"mean score ({settings.episodes} episodes)")
+                changes.plot(lambdas, [r[f"{column.key}_action_change"] for r in lines], styles[column.key], alpha=0.85)
+        axis.set(ylabel=f"mean score ({settings.episodes} episodes)")
         axis.set_title(f"{game}: {agent}", fontsize=9)
         axis.legend(fontsize=6)
+        changes.set(xlabel="lambda (0-255 scale)", ylabel="share of steps whose action changed", ylim=(-0.02, 1.02))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -152,6 +218,13 @@ def write_report(
         notes=warning + notes(settings, agents, seconds, settings.device),
         markdown_rows=markdown_rows(rows, settings),
     )
+    changes = markdown_table(action_change_rows(rows, settings))
+    appendix = (
+        "\n## Action-change rates\n\nShare of steps on which the perturbation changed the acting agent's action:\n\n"
+    )
+    text = reading(rows, settings)
+    appendix += changes + (f"\n{text}\n" if text else "")
+    paths["md"] = atomic_write_text(paths["md"], paths["md"].read_text() + appendix)
     paths["png"] = plot_scores(rows, settings, out / "scores.png")
     shutil.rmtree(out / "tensorboard", ignore_errors=True)  # a resumed run's scalars replace the partial ones
     paths["tensorboard"] = log_scalars(rows, settings, out / "tensorboard")

@@ -32,7 +32,15 @@ class ReliabilityBins:
 
 
 def reliability_bins(probs: torch.Tensor, y: torch.Tensor, bins: int = 15) -> ReliabilityBins:
-    """Bin predictions (N, C) of class probabilities by confidence (max probability) against labels ``y``."""
+    """Bin predictions (N, C) of class probabilities by confidence (max probability) against labels ``y``.
+
+    >>> probs = torch.tensor([[0.9, 0.1], [0.85, 0.15], [0.65, 0.35], [0.7, 0.3]])
+    >>> bins = reliability_bins(probs, torch.tensor([0, 0, 1, 0]), bins=5)
+    >>> bins.counts.tolist(), bins.accuracy[3:].tolist()  # (0.6, 0.8]: one of two right; (0.8, 1]: both
+    ([0, 0, 0, 2, 2], [0.5, 1.0])
+    >>> round(bins.ece, 3)  # half the images at |0.5 - 0.675|, half at |1 - 0.875|
+    0.15
+    """
     check_count(bins, "bins")
     if probs.ndim != 2 or not probs.is_floating_point():
         raise ValueError(f"probs must be a float tensor of shape (N, C), got {tuple(probs.shape)} {probs.dtype}")
@@ -57,5 +65,10 @@ def reliability_bins(probs: torch.Tensor, y: torch.Tensor, bins: int = 15) -> Re
 
 
 def expected_calibration_error(probs: torch.Tensor, y: torch.Tensor, bins: int = 15) -> float:
-    """ECE of class probabilities ``probs`` (N, C) against labels ``y`` with ``bins`` equal-width bins."""
+    """ECE of class probabilities ``probs`` (N, C) against labels ``y`` with ``bins`` equal-width bins.
+
+    >>> probs = torch.tensor([[0.9, 0.1], [0.9, 0.1]])
+    >>> round(expected_calibration_error(probs, torch.tensor([0, 0])), 3)  # under-confident: 90 % sure, always right
+    0.1
+    """
     return reliability_bins(probs, y, bins).ece

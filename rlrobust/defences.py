@@ -126,38 +126,78 @@ _WEIGHT_DEFENCES = (WeightNoise, MagnitudePruning, StochasticWeightPruning)
 
 
 def insert_dropout(model: nn.Module, p: float, *, generator: torch.Generator | None = None) -> nn.Module:
-    """DRO: dropout with rate ``p`` after every ReLU; returns ``model`` (modified in place)."""
+    """DRO: dropout with rate ``p`` after every ReLU; returns ``model`` (modified in place).
+
+    >>> net = insert_dropout(nn.Sequential(nn.Linear(4, 64), nn.ReLU(), nn.Linear(64, 3)).eval(), 0.1)
+    >>> _ = torch.manual_seed(0)
+    >>> x = torch.randn(1, 4)
+    >>> torch.equal(net(x), net(x))  # active in eval mode too: a test-time defence
+    False
+    """
     return add_post_relu_transform(model, ActivationDropout(p, generator=generator))
 
 
 def insert_activation_noise(
     model: nn.Module, std: float, *, multiplicative: bool = False, generator: torch.Generator | None = None
 ) -> nn.Module:
-    """RNA (additive) or RSA (``multiplicative=True``) Gaussian noise after every ReLU; returns ``model``."""
+    """RNA (additive) or RSA (``multiplicative=True``) Gaussian noise after every ReLU; returns ``model``.
+
+    >>> net = insert_activation_noise(nn.Sequential(nn.Linear(4, 8), nn.ReLU()), 0.1, multiplicative=True)
+    >>> _ = torch.manual_seed(0)
+    >>> x = torch.randn(1, 4)
+    >>> torch.equal(net(x), net(x))
+    False
+    """
     return add_post_relu_transform(model, ActivationNoise(std, multiplicative=multiplicative, generator=generator))
 
 
 def insert_weight_noise(
     model: nn.Module, std: float, *, multiplicative: bool = False, generator: torch.Generator | None = None
 ) -> nn.Module:
-    """RNW (additive) or RSW (``multiplicative=True``) noise on every conv/linear weight; returns ``model``."""
+    """RNW (additive) or RSW (``multiplicative=True``) noise on every conv/linear weight; returns ``model``.
+
+    >>> net = insert_weight_noise(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)), 0.01)
+    >>> net[0].parametrizations.weight[0]  # one noisy weight per forward call, shared by the batch
+    WeightNoise(std=0.01, multiplicative=False)
+    """
     return _parametrize_weights(model, lambda w: WeightNoise(std, multiplicative=multiplicative, generator=generator))
 
 
 def prune_weights(model: nn.Module, keep: float) -> nn.Module:
-    """DWP: keep the ``keep`` fraction of largest-magnitude entries of every conv/linear weight."""
+    """DWP: keep the ``keep`` fraction of largest-magnitude entries of every conv/linear weight.
+
+    >>> layer = nn.Linear(2, 2)
+    >>> with torch.no_grad():
+    ...     _ = layer.weight.copy_(torch.tensor([[4.0, 1.0], [0.5, -3.0]]))
+    >>> prune_weights(layer, keep=0.5).weight.tolist()
+    [[4.0, 0.0], [0.0, -3.0]]
+    """
     return _parametrize_weights(model, lambda w: MagnitudePruning(w, keep))
 
 
 def insert_stochastic_weight_pruning(
     model: nn.Module, frac: float, *, sampling: str = "exact", generator: torch.Generator | None = None
 ) -> nn.Module:
-    """SWP: SAP-style sampling of every conv/linear weight tensor at each forward call; returns ``model``."""
+    """SWP: SAP-style sampling of every conv/linear weight tensor at each forward call; returns ``model``.
+
+    >>> net = insert_stochastic_weight_pruning(nn.Sequential(nn.Linear(4, 8)), 1.0)
+    >>> _ = torch.manual_seed(0)
+    >>> torch.equal(net[0].weight, net[0].weight)  # a new sample each time the weight is read
+    False
+    """
     return _parametrize_weights(model, lambda w: StochasticWeightPruning(frac, sampling=sampling, generator=generator))
 
 
 def remove_defences(model: nn.Module) -> nn.Module:
-    """Remove every defence of this module (SAP included), restoring the original model exactly."""
+    """Remove every defence of this module (SAP included), restoring the original model exactly.
+
+    >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    >>> x = torch.randn(2, 4)
+    >>> dense = net(x)
+    >>> defended = apply_defence(apply_defence(net, "SAP", 1.0), "RSW", 0.1)
+    >>> torch.equal(remove_defences(defended)(x), dense)
+    True
+    """
     remove_post_relu_transforms(model, lambda t: isinstance(t, _ACTIVATION_DEFENCES))
     for module in model.modules():
         if parametrize.is_parametrized(module, "weight") and _ours(module):
@@ -180,7 +220,16 @@ DEFENCES: dict[str, Callable[..., nn.Module]] = {
 
 
 def apply_defence(model: nn.Module, name: str, value: float, *, generator: torch.Generator | None = None) -> nn.Module:
-    """Apply the defence called ``name`` (see :data:`DEFENCES`) with strength ``value``; returns ``model``."""
+    """Apply the defence called ``name`` (see :data:`DEFENCES`) with strength ``value``; returns ``model``.
+
+    >>> sorted(DEFENCES)
+    ['DRO', 'DWP', 'RNA', 'RNW', 'RSA', 'RSW', 'SAP', 'SWP']
+    >>> net = apply_defence(nn.Sequential(nn.Linear(4, 8), nn.ReLU()), "rnw", 0.05)  # names in any case
+    >>> apply_defence(net, "XYZ", 1.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown defence 'XYZ'; available: ['DRO', 'DWP', 'RNA', 'RNW', 'RSA', 'RSW', 'SAP', 'SWP']
+    """
     if not isinstance(name, str):
         raise TypeError(f"the defence name must be a string such as 'SAP' or 'RNW', got {type(name).__name__}")
     key = name.upper()

@@ -25,18 +25,36 @@ def _logits(logits: torch.Tensor) -> torch.Tensor:
 
 
 def energy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """Free energy ``E(x) = -T logsumexp(f(x) / T)`` per sample, shape (N,)."""
+    """Free energy ``E(x) = -T logsumexp(f(x) / T)`` per sample, shape (N,).
+
+    >>> logits = torch.tensor([[2.0, 0.0, -1.0]])
+    >>> energy(logits)
+    tensor([-2.1698])
+    >>> y = torch.tensor([0])
+    >>> torch.allclose(joint_energy(logits, y) - energy(logits), F.cross_entropy(logits, y, reduction="none"))
+    True
+    """
     t = check_positive(temperature, "temperature")
     return -t * torch.logsumexp(_logits(logits) / t, dim=1)
 
 
 def joint_energy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Joint energy ``E(x, y) = -f(x)[y]`` per sample, shape (N,)."""
+    """Joint energy ``E(x, y) = -f(x)[y]`` per sample, shape (N,).
+
+    >>> joint_energy(torch.tensor([[2.0, 0.0, -1.0], [0.5, 1.5, 0.0]]), torch.tensor([0, 1]))
+    tensor([-2.0000, -1.5000])
+    """
     z = _logits(logits)
     y = check_labels(y, z.shape[0], z.shape[1])
     return -z.gather(1, y[:, None]).squeeze(1)
 
 
 def weat_weights(logits: torch.Tensor) -> torch.Tensor:
-    """WEAT's per-sample weight ``1 / log(1 + exp(|E(x)|))``, detached and not renormalised."""
+    """WEAT's per-sample weight ``1 / log(1 + exp(|E(x)|))``, detached and not renormalised.
+
+    Inputs of large |E(x)| weigh less:
+
+    >>> weat_weights(torch.tensor([[2.0, 0.0, -1.0], [8.0, 0.0, -1.0]]))
+    tensor([0.4390, 0.1250])
+    """
     return F.softplus(energy(logits.detach()).abs()).reciprocal()

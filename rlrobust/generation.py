@@ -35,7 +35,13 @@ class ClassPCA:
 
 
 def fit_class_pca(images: torch.Tensor, retained_variance: float = 0.95) -> ClassPCA:
-    """Fit the PCA of a class's images (N, C, H, W) in [0, 1], keeping components up to ``retained_variance``."""
+    """Fit the PCA of a class's images (N, C, H, W) in [0, 1], keeping components up to ``retained_variance``.
+
+    >>> images = torch.rand(10, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    >>> pca = fit_class_pca(images, retained_variance=0.8)
+    >>> pca.components.shape, pca.image_shape  # 6 of the 9 components of 10 images keep 80 % of the variance
+    (torch.Size([6, 48]), (3, 4, 4))
+    """
     if images.ndim < 2 or images.shape[0] < 2:
         raise ValueError(f"need at least 2 images of shape (N, ...) to fit a PCA, got {tuple(images.shape)}")
     check_input(images, (0.0, 1.0), "images", _UNIT_HINT)  # NaN stops the SVD; samples are clipped to [0, 1]
@@ -54,7 +60,13 @@ def fit_class_pca(images: torch.Tensor, retained_variance: float = 0.95) -> Clas
 def sample_class_pca(
     pca: ClassPCA, count: int, *, sigma: float = 0.005, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """Draw ``count`` starting images from a class PCA, clipped to [0, 1]."""
+    """Draw ``count`` starting images from a class PCA, clipped to [0, 1].
+
+    >>> pca = fit_class_pca(torch.rand(10, 3, 4, 4, generator=torch.Generator().manual_seed(0)))
+    >>> starts = sample_class_pca(pca, 5, sigma=0.005, generator=torch.Generator().manual_seed(1))
+    >>> starts.shape, bool((starts - pca.mean.view(3, 4, 4)).abs().max() < 0.1)  # near the class mean image
+    (torch.Size([5, 3, 4, 4]), True)
+    """
     check_count(count, "count")
     check_positive(sigma, "sigma")
     check_generator(generator, pca.mean.device)
@@ -80,6 +92,14 @@ def sgld_sample(
 
     ``noise_scale`` is alpha (default ``sqrt(2 * step_size)``). ``callback(step, x, energy)`` sees each state.
     The model's mode is not changed (call ``model.eval()`` first, as the WEAT code does).
+
+    >>> _ = torch.manual_seed(0)
+    >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 10)).eval()
+    >>> x0, y = torch.full((2, 3, 4, 4), 0.5), torch.tensor([3, 7])
+    >>> energies = []
+    >>> x = sgld_sample(model, x0, y, steps=20, callback=lambda step, x, e: energies.append(e))
+    >>> bool((energies[-1] < energies[0]).all()), bool(x.min() >= 0 and x.max() <= 1)  # E(x, y) went down
+    (True, True)
     """
     check_count(steps, "steps")
     step_size = check_positive(step_size, "step_size")

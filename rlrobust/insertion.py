@@ -96,6 +96,15 @@ def add_post_relu_transform(model: nn.Module, transform: nn.Module) -> nn.Module
     """Apply ``transform`` after every ReLU that ``model``'s forward calls; returns ``model`` (modified).
 
     Several transforms compose in the order they were added.
+
+    >>> class Double(nn.Module):
+    ...     def forward(self, h):
+    ...         return 2 * h
+    >>> net = nn.Sequential(nn.ReLU())
+    >>> add_post_relu_transform(net, Double())(torch.tensor([[-1.0, 3.0]]))
+    tensor([[0., 6.]])
+    >>> remove_post_relu_transforms(net, lambda t: isinstance(t, Double))
+    [Double()]
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"post-hoc insertion needs an nn.Module, got {type(model).__name__}")
@@ -113,13 +122,26 @@ def add_post_relu_transform(model: nn.Module, transform: nn.Module) -> nn.Module
 
 
 def post_relu_transforms(model: nn.Module) -> list[nn.Module]:
-    """The transforms currently applied after the ReLUs of ``model``, in order."""
+    """The transforms currently applied after the ReLUs of ``model``, in order.
+
+    >>> from rlrobust.sap import insert_sap
+    >>> post_relu_transforms(insert_sap(nn.Sequential(nn.Linear(2, 2), nn.ReLU())))
+    [StochasticActivationPruning(frac=1.0, sampling='exact')]
+    """
     state = model.__dict__.get(_STATE_ATTR)
     return list(state.transforms) if state else []
 
 
 def relu_calls_last_forward(model: nn.Module) -> int:
-    """How many ReLU calls the last forward of ``model`` intercepted (-1 before the first forward)."""
+    """How many ReLU calls the last forward of ``model`` intercepted (-1 before the first forward).
+
+    >>> from rlrobust.sap import insert_sap
+    >>> net = insert_sap(nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 4), nn.ReLU()))
+    >>> before = relu_calls_last_forward(net)
+    >>> _ = net(torch.randn(1, 2))
+    >>> before, relu_calls_last_forward(net)
+    (-1, 2)
+    """
     state = model.__dict__.get(_STATE_ATTR)
     return state.relu_calls_last_forward if state else -1
 
@@ -128,6 +150,12 @@ def remove_post_relu_transforms(model: nn.Module, which: Callable[[nn.Module], b
     """Remove the transforms for which ``which(transform)`` is true; returns them.
 
     When none is left, the hooks are removed too and the model is exactly as before insertion.
+
+    >>> from rlrobust.sap import StochasticActivationPruning, insert_sap
+    >>> net = insert_sap(nn.Sequential(nn.Linear(2, 2), nn.ReLU()))
+    >>> removed = remove_post_relu_transforms(net, lambda t: isinstance(t, StochasticActivationPruning))
+    >>> len(removed), post_relu_transforms(net), net._forward_hooks
+    (1, [], OrderedDict())
     """
     state = model.__dict__.get(_STATE_ATTR)
     if state is None:
@@ -146,7 +174,17 @@ def remove_post_relu_transforms(model: nn.Module, which: Callable[[nn.Module], b
 
 
 def count_relu_calls(model: nn.Module, x: torch.Tensor) -> int:
-    """Run one forward on ``x`` and return how many ReLU calls it makes (module and functional alike)."""
+    """Run one forward on ``x`` and return how many ReLU calls it makes (module and functional alike).
+
+    >>> class Net(nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.body = nn.Sequential(nn.Linear(2, 4), nn.ReLU())
+    ...     def forward(self, x):
+    ...         return F.relu(self.body(x)).relu()  # a module, a function and a method
+    >>> count_relu_calls(Net(), torch.randn(1, 2))
+    3
+    """
     counter = _Counter()
     add_post_relu_transform(model, counter)
     try:

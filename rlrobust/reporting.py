@@ -17,7 +17,15 @@ Row = Mapping[str, object]
 
 
 def markdown_table(rows: Sequence[Row], columns: Sequence[str] | None = None, digits: int = 4) -> str:
-    """A GitHub-flavoured Markdown table of ``rows`` (floats rounded to ``digits`` significant places)."""
+    """A GitHub-flavoured Markdown table of ``rows`` (floats rounded to ``digits`` significant places).
+
+    >>> print(markdown_table([{"model": "dense", "accuracy": 0.91648}, {"model": "SAP-100", "accuracy": 0.594}]))
+    | model | accuracy |
+    |---|---|
+    | dense | 0.9165 |
+    | SAP-100 | 0.594 |
+    <BLANKLINE>
+    """
     columns = list(columns or dict.fromkeys(k for row in rows for k in row))  # every row's columns, not the first's
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     for row in rows:
@@ -26,7 +34,12 @@ def markdown_table(rows: Sequence[Row], columns: Sequence[str] | None = None, di
 
 
 def pivot(rows: Sequence[Row], index: Sequence[str], column: str, value: str) -> list[dict[str, object]]:
-    """A wide table: one row per distinct ``index`` tuple, one column per distinct ``column`` value."""
+    """A wide table: one row per distinct ``index`` tuple, one column per distinct ``column`` value.
+
+    >>> rows = [{"model": "dense", "lambda": 0, "acc": 0.91}, {"model": "dense", "lambda": 2, "acc": 0.28}]
+    >>> pivot(rows + [{"model": "SAP", "lambda": 0, "acc": 0.6}], ["model"], "lambda", "acc")
+    [{'model': 'dense', 'lambda=0': 0.91, 'lambda=2': 0.28}, {'model': 'SAP', 'lambda=0': 0.6}]
+    """
     table: dict[tuple, dict[str, object]] = {}
     for row in rows:
         key = tuple(row[k] for k in index)
@@ -47,6 +60,12 @@ def write_tables(
     """Write ``stem.csv``, ``stem.json`` and ``stem.md`` under ``out_dir``; returns their paths by suffix.
 
     The Markdown shows ``markdown_rows`` when given (e.g. a :func:`pivot` of ``rows``), else ``rows``.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     paths = write_tables([{"model": "dense", "accuracy": 0.91}], folder, title="Clean accuracy")
+    ...     print(sorted(paths), paths["md"].read_text().splitlines()[0])
+    ['csv', 'json', 'md'] # Clean accuracy
     """
     out_dir = Path(out_dir)
     columns = list(rows[0].keys()) if rows else []

@@ -45,6 +45,14 @@ def sap_mask(
 
     The mask is float32 (float64 for float64 ``h``): in half precision ``1/q_j`` of a rarely kept
     activation can overflow even though ``h_j / q_j`` is moderate.
+
+    >>> h = torch.tensor([[3.0, 1.0, 0.0, 0.0]])  # one map of 4 activations: r = 4 draws at frac 1.0
+    >>> mask = sap_mask(h, 1.0, generator=torch.Generator().manual_seed(0))
+    >>> mask[0, 2:].tolist()  # zero activations are never drawn
+    [0.0, 0.0]
+    >>> keep = 1 - (1 - torch.tensor([0.75, 0.25])) ** 4  # P(drawn at least once) of the other two
+    >>> all(float(m) in (0.0, float(1 / q)) for m, q in zip(mask[0, :2], keep))  # kept ones scaled by 1/q
+    True
     """
     frac = check_frac(frac)
     if sampling not in SAMPLINGS:
@@ -71,7 +79,15 @@ def sap_mask(
 
 
 def check_frac(frac: float, name: str = "frac") -> float:
-    """Return ``frac`` as a float if it is a finite number in (0, :data:`MAX_FRAC`]; else one clear ``ValueError``."""
+    """Return ``frac`` as a float if it is a finite number in (0, :data:`MAX_FRAC`]; else one clear ``ValueError``.
+
+    >>> check_frac(1)
+    1.0
+    >>> check_frac(0)
+    Traceback (most recent call last):
+    ...
+    ValueError: frac must be a finite number > 0, got 0.0
+    """
     frac = check_positive(frac, name)
     if frac > MAX_FRAC:
         raise ValueError(
@@ -163,7 +179,15 @@ def _drawn_by_spacings(magnitude: torch.Tensor, draws: int, generator: torch.Gen
 def stochastic_activation_pruning(
     h: torch.Tensor, frac: float = 1.0, *, sampling: str = "exact", generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """Apply SAP to ``h``; gradients flow through the realised mask. The result has ``h``'s dtype."""
+    """Apply SAP to ``h``; gradients flow through the realised mask. The result has ``h``'s dtype.
+
+    The result is an unbiased estimate of ``h``: averaged over many draws it comes back to ``h``.
+
+    >>> h = torch.tensor([[3.0, 1.0, 0.5, 0.0]]).repeat(20_000, 1)
+    >>> pruned = stochastic_activation_pruning(h, 1.0, generator=torch.Generator().manual_seed(0))
+    >>> bool((pruned == 0).any()), pruned.mean(0).round(decimals=1).tolist()
+    (True, [3.0, 1.0, 0.5, 0.0])
+    """
     return (h * sap_mask(h, frac, sampling=sampling, generator=generator)).to(h.dtype)
 
 
@@ -171,6 +195,12 @@ class StochasticActivationPruning(nn.Module):
     """SAP as a module: apply it after a ReLU. Active in train and eval mode alike (it is a test-time defence).
 
     Randomness is drawn independently per row of the batch, so many stochastic passes can run as one batch.
+
+    >>> _ = torch.manual_seed(0)
+    >>> net = nn.Sequential(nn.Linear(4, 64), nn.ReLU(), StochasticActivationPruning(1.0), nn.Linear(64, 3))
+    >>> x = torch.randn(2, 4)
+    >>> net.eval()[2], torch.equal(net(x), net(x))  # still stochastic in eval mode
+    (StochasticActivationPruning(frac=1.0, sampling='exact'), False)
     """
 
     shares_draw_across_batch = False
@@ -197,6 +227,21 @@ def insert_sap(
 
     The model is modified in place (its weights are untouched); use ``copy.deepcopy`` first to keep a dense
     copy alongside. Undo with :func:`remove_sap`.
+
+    >>> import copy
+    >>> import torch.nn.functional as F
+    >>> class Functional(nn.Module):  # F.relu calls are found as well as nn.ReLU modules
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.a, self.b = nn.Linear(4, 64), nn.Linear(64, 3)
+    ...     def forward(self, x):
+    ...         return self.b(F.relu(self.a(x)))
+    >>> _ = torch.manual_seed(0)
+    >>> dense = Functional()
+    >>> sap = insert_sap(copy.deepcopy(dense), frac=1.0)  # SAP-100 after every ReLU
+    >>> x = torch.randn(2, 4)
+    >>> torch.equal(sap(x), sap(x)), sap.state_dict().keys() == dense.state_dict().keys()
+    (False, True)
     """
     if has_sap(model):
         raise ValueError("the model already has SAP inserted; call remove_sap(model) first")
@@ -204,11 +249,23 @@ def insert_sap(
 
 
 def remove_sap(model: nn.Module) -> nn.Module:
-    """Remove SAP from ``model``, restoring its original behaviour exactly; returns ``model``."""
+    """Remove SAP from ``model``, restoring its original behaviour exactly; returns ``model``.
+
+    >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    >>> x = torch.randn(2, 4)
+    >>> dense = net(x)
+    >>> torch.equal(remove_sap(insert_sap(net))(x), dense)
+    True
+    """
     remove_post_relu_transforms(model, lambda t: isinstance(t, StochasticActivationPruning))
     return model
 
 
 def has_sap(model: nn.Module) -> bool:
-    """Whether SAP is currently inserted in ``model``."""
+    """Whether SAP is currently inserted in ``model``.
+
+    >>> net = nn.Sequential(nn.Linear(4, 8), nn.ReLU())
+    >>> has_sap(net), has_sap(insert_sap(net))
+    (False, True)
+    """
     return any(isinstance(t, StochasticActivationPruning) for t in post_relu_transforms(model))

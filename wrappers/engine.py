@@ -70,7 +70,17 @@ class _RowRandom:
 
 
 class ObservationPerturber:
-    """Perturbs batches of observations; build it with :func:`adversarial_perturber` or :func:`noise_perturber`."""
+    """Perturbs batches of observations; build it with :func:`adversarial_perturber` or :func:`noise_perturber`.
+
+    Called with a batch, the environment row of each observation and each one's step in its episode:
+
+    >>> import gymnasium as gym
+    >>> env = gym.make("CartPole-v1")
+    >>> perturber = noise_perturber(env.observation_space, env.action_space, eps=0.1, num_rows=2, seed=0)
+    >>> result = perturber(np.zeros((2, 4), dtype=np.float32), [0, 1], np.zeros(2, dtype=np.int64))
+    >>> np.abs(result.observations).astype(float).round(3).tolist()  # sign noise: each value moved by exactly eps
+    [[0.1, 0.1, 0.1, 0.1], [0.1, 0.1, 0.1, 0.1]]
+    """
 
     def __init__(
         self,
@@ -204,6 +214,16 @@ def adversarial_perturber(
 
     ``placement``: ``perturb``, ``frame_axis``, ``schedule``, ``keep_dtype``, ``seed`` and ``num_rows``, as
     :class:`ObservationPerturber` takes them; all keywords are documented on :class:`wrappers.AdversarialObservation`.
+
+    >>> import gymnasium as gym
+    >>> _ = torch.manual_seed(0)
+    >>> env = gym.make("CartPole-v1")
+    >>> perturber = adversarial_perturber(env.observation_space, env.action_space, torch.nn.Linear(4, 2), eps=0.1)
+    >>> result = perturber(np.zeros((1, 4), dtype=np.float32), [0], np.zeros(1, dtype=np.int64))
+    >>> sorted(result.fields())
+    ['action_changed', 'attacked', 'clean_action', 'l2', 'linf', 'perturbed_action']
+    >>> result.linf.round(3).tolist()
+    [0.1]
     """
     box, model = _box_and_victim(observation_space, action_space, victim, device)
     perturbation = GradientAttack(
@@ -232,7 +252,15 @@ def noise_perturber(
     device: str | torch.device | None = None,
     **placement: Any,
 ) -> ObservationPerturber:
-    """A perturber adding random noise; the keywords are those of :class:`wrappers.RandomNoiseObservation`."""
+    """A perturber adding random noise; the keywords are those of :class:`wrappers.RandomNoiseObservation`.
+
+    >>> import gymnasium as gym
+    >>> env = gym.make("CartPole-v1")
+    >>> perturber = noise_perturber(env.observation_space, env.action_space, eps=0.1, kind="gaussian", sigma=0.05)
+    >>> result = perturber(np.zeros((1, 4), dtype=np.float32), [0], np.zeros(1, dtype=np.int64))
+    >>> bool(result.linf[0] <= 0.1 + 1e-6), result.clean_action is None  # projected onto the ball; no victim
+    (True, True)
+    """
     if victim is None:
         box, model = ObservationBox(observation_space, torch.device(device or "cpu")), None
     else:

@@ -28,6 +28,12 @@ def greedy_policy(act: Policy, fire_action: int | None = None) -> Policy:
 
     Games such as Breakout wait for FIRE after a lost life and a greedy agent may never press it; ``infos["lives"]``
     (ale-py's vector env reports it) tells when.
+
+    >>> policy = greedy_policy(lambda observations, infos: np.zeros(2), fire_action=1)
+    >>> policy(None, {"lives": np.array([3, 3])}).tolist()
+    [0, 0]
+    >>> policy(None, {"lives": np.array([2, 3])}).tolist()  # the first game lost a life: FIRE there
+    [1, 0]
     """
     last_lives: list[np.ndarray] = []
 
@@ -70,7 +76,19 @@ def first_episodes(
     progress: bool = True,
     description: str = "episodes",
 ) -> list[EpisodeRecord]:
-    """Step ``env`` with ``policy(observations, infos) -> actions`` until every environment's first episode ends."""
+    """Step ``env`` with ``policy(observations, infos) -> actions`` until every environment's first episode ends.
+
+    >>> import gymnasium as gym
+    >>> import torch
+    >>> from wrappers import VectorAdversarialObservation
+    >>> _ = torch.manual_seed(0)
+    >>> envs = gym.make_vec("CartPole-v1", num_envs=3, vectorization_mode="sync")
+    >>> env = VectorAdversarialObservation(envs, torch.nn.Linear(4, 2), eps=0.1, seed=0)
+    >>> push_left = lambda observations, infos: np.zeros(3, dtype=np.int64)
+    >>> records = first_episodes(env, push_left, seed=0, max_steps=50, progress=False)
+    >>> [(r.score, r.length, r.attacks) for r in records]  # every observation attacked, the reset one included
+    [(11.0, 11, 12), (10.0, 10, 11), (9.0, 9, 10)]
+    """
     if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1):
         raise ValueError(f"max_steps must be an integer >= 1 or None, got {max_steps!r}")
     n = env.num_envs
@@ -136,7 +154,13 @@ def first_episodes(
 
 
 def summarise(records: list[EpisodeRecord]) -> dict[str, float | int]:
-    """Mean and spread of the scores, and the attack figures pooled over all observations of the episodes."""
+    """Mean and spread of the scores, and the attack figures pooled over all observations of the episodes.
+
+    >>> records = [EpisodeRecord(0, 11.0, 11, False, 12, 12, 1, 0.1), EpisodeRecord(1, 9.0, 9, False, 10, 10, 1, 0.1)]
+    >>> figures = summarise(records)
+    >>> figures["mean_score"], figures["std_score"], round(figures["action_change_rate"], 3)
+    (10.0, 1.414..., 0.091)
+    """
     scores = np.array([r.score for r in records])
     seen = sum(r.observations for r in records)
     attacks = sum(r.attacks for r in records)

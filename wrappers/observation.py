@@ -19,6 +19,17 @@ class PerturbedObservation(gym.ObservationWrapper):
     ``observation(obs)`` perturbs one observation; ``reset`` and ``step`` also put the step's figures into
     ``info["attack"]`` and, when an episode ends, the episode's into ``info["attack_episode"]``.
     ``reset(seed=s)`` reseeds the wrapper's own randomness with ``s`` as well as the environment.
+
+    Use it with a perturber of your own making (:func:`wrappers.noise_perturber` here):
+
+    >>> import gymnasium as gym
+    >>> from wrappers import PerturbedObservation, noise_perturber
+    >>> base = gym.make("CartPole-v1")
+    >>> perturber = noise_perturber(base.observation_space, base.action_space, eps=0.05, seed=0)
+    >>> env = PerturbedObservation(base, perturber)
+    >>> obs, info = env.reset(seed=0)
+    >>> info["attack"]["attacked"], round(info["attack"]["linf"], 3)
+    (True, 0.05)
     """
 
     def __init__(self, env: gym.Env, perturber: ObservationPerturber) -> None:
@@ -54,9 +65,23 @@ class PerturbedObservation(gym.ObservationWrapper):
 class AdversarialObservation(PerturbedObservation, gym.utils.RecordConstructorArgs):
     """Perturb every observation (or those a schedule picks) against a victim network.
 
-    Example (any Gymnasium env with a Box observation space, any victim)::
+    Example (any Gymnasium env with a Box observation space, any victim; here CartPole and a linear policy):
 
-        env = AdversarialObservation(make_atari_env("Pong"), q_network, attack="pgd", eps=2)
+    >>> import gymnasium as gym
+    >>> import torch
+    >>> from wrappers import AdversarialObservation
+    >>> _ = torch.manual_seed(0)
+    >>> victim = torch.nn.Linear(4, 2)  # 4 numbers in, a score for each of CartPole's 2 actions
+    >>> env = AdversarialObservation(gym.make("CartPole-v1"), victim, attack="fgsm", eps=0.1, seed=0)
+    >>> obs, info = env.reset(seed=0)
+    >>> obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+    >>> sorted(info["attack"])
+    ['action_changed', 'attacked', 'clean_action', 'l2', 'linf', 'perturbed_action']
+    >>> round(info["attack"]["linf"], 3)  # the budget, in the observation's own units
+    0.1
+
+    On Atari frames (0-255) the budget is lambda in grey levels:
+    ``AdversarialObservation(make_atari_env("Pong"), q_network, attack="pgd", eps=2)``.
 
     Args:
         env: the environment; its observation space must be a ``Box`` (e.g. uint8 (4, 84, 84) frame stacks).
@@ -109,6 +134,13 @@ class RandomNoiseObservation(PerturbedObservation, gym.utils.RecordConstructorAr
             strategically-timed schedule can be used.
         Other keywords (``norm``, ``sigma``, ``eot_samples``, ``perturb``, ``frame_axis``, ``schedule``,
         ``keep_dtype``, ``device``, ``seed``) as for :class:`AdversarialObservation`.
+
+    >>> import gymnasium as gym
+    >>> from wrappers import RandomNoiseObservation
+    >>> env = RandomNoiseObservation(gym.make("CartPole-v1"), eps=0.1, seed=0)  # no victim: noise only
+    >>> obs, info = env.reset(seed=0)
+    >>> info["attack"]["attacked"], round(info["attack"]["linf"], 3)  # sign noise: every value moved by eps
+    (True, 0.1)
     """
 
     def __init__(self, env: gym.Env, *, eps: float, kind: str = "sign", **options: Any) -> None:

@@ -26,7 +26,16 @@ TERMINAL_KEY = "terminal_observation"
 
 
 class PerturbedVecEnv(VecEnvWrapper):
-    """Base of the SB3 wrappers: perturbs each batch of observations with one :class:`ObservationPerturber`."""
+    """Base of the SB3 wrappers: perturbs each batch of observations with one :class:`ObservationPerturber`.
+
+    >>> import gymnasium as gym
+    >>> from stable_baselines3.common.vec_env import DummyVecEnv
+    >>> from wrappers import PerturbedVecEnv, noise_perturber
+    >>> venv = DummyVecEnv([lambda: gym.make("CartPole-v1")] * 2)
+    >>> perturber = noise_perturber(venv.observation_space, venv.action_space, eps=0.05, num_rows=2)
+    >>> PerturbedVecEnv(venv, perturber).reset().shape
+    (2, 4)
+    """
 
     def __init__(self, venv: VecEnv, perturber: ObservationPerturber) -> None:
         super().__init__(venv, observation_space=perturber.observation_space)
@@ -80,7 +89,24 @@ class PerturbedVecEnv(VecEnvWrapper):
 
 
 class AdversarialVecEnv(PerturbedVecEnv):
-    """:class:`wrappers.AdversarialObservation` for an SB3 ``VecEnv``; the same keywords."""
+    """:class:`wrappers.AdversarialObservation` for an SB3 ``VecEnv``; the same keywords.
+
+    >>> import gymnasium as gym
+    >>> import numpy as np
+    >>> import torch
+    >>> from stable_baselines3.common.vec_env import DummyVecEnv
+    >>> from wrappers import AdversarialVecEnv
+    >>> _ = torch.manual_seed(0)
+    >>> venv = DummyVecEnv([lambda: gym.make("CartPole-v1")] * 2)
+    >>> env = AdversarialVecEnv(venv, torch.nn.Linear(4, 2), attack="fgsm", eps=0.1, seed=0)
+    >>> obs = env.reset()
+    >>> obs, rewards, dones, infos = env.step(np.array([0, 1]))
+    >>> infos[0]["attack"]["attacked"], round(infos[0]["attack"]["linf"], 3)
+    (True, 0.1)
+
+    A Stable-Baselines3 model works as the victim too (it is reduced to its network), so ``evaluate_policy(model,
+    AdversarialVecEnv(venv, model, eps=2))`` scores a trained agent under attack.
+    """
 
     def __init__(self, venv: VecEnv, victim: object, *, eps: float, attack: Any = "fgsm", **options: Any) -> None:
         perturber = adversarial_perturber(
@@ -96,7 +122,16 @@ class AdversarialVecEnv(PerturbedVecEnv):
 
 
 class RandomNoiseVecEnv(PerturbedVecEnv):
-    """:class:`wrappers.RandomNoiseObservation` for an SB3 ``VecEnv``; the same keywords."""
+    """:class:`wrappers.RandomNoiseObservation` for an SB3 ``VecEnv``; the same keywords.
+
+    >>> import gymnasium as gym
+    >>> from stable_baselines3.common.vec_env import DummyVecEnv
+    >>> from wrappers import RandomNoiseVecEnv
+    >>> env = RandomNoiseVecEnv(DummyVecEnv([lambda: gym.make("CartPole-v1")]), eps=0.1, seed=0)
+    >>> obs = env.reset()
+    >>> env.reset_infos[0]["attack"]["attacked"]
+    True
+    """
 
     def __init__(self, venv: VecEnv, *, eps: float, kind: str = "sign", **options: Any) -> None:
         perturber = noise_perturber(

@@ -40,14 +40,22 @@ class AttackSchedule:
 
 
 class EveryStep(AttackSchedule):
-    """Attack every observation."""
+    """Attack every observation.
+
+    >>> EveryStep().select(np.arange(3), None, []).tolist()
+    [True, True, True]
+    """
 
     def select(self, episode_steps, scores, rngs):
         return np.ones(len(episode_steps), dtype=bool)
 
 
 class EveryKthStep(AttackSchedule):
-    """Attack observations ``offset, offset + k, offset + 2k, ...`` of each episode (0 = the reset one)."""
+    """Attack observations ``offset, offset + k, offset + 2k, ...`` of each episode (0 = the reset one).
+
+    >>> EveryKthStep(3, offset=1).select(np.arange(8), None, []).tolist()
+    [False, True, False, False, True, False, False, True]
+    """
 
     def __init__(self, k: int, offset: int = 0) -> None:
         self.k = check_count(k, "k")
@@ -59,7 +67,12 @@ class EveryKthStep(AttackSchedule):
 
 
 class WithProbability(AttackSchedule):
-    """Attack each observation independently with probability ``p`` (one draw per environment and step)."""
+    """Attack each observation independently with probability ``p`` (one draw per environment and step).
+
+    >>> rngs = [np.random.default_rng(seed) for seed in range(1000)]
+    >>> float(WithProbability(0.25).select(np.zeros(1000), None, rngs).mean())  # about a quarter
+    0.225
+    """
 
     def __init__(self, p: float) -> None:
         p = check_number(p, "the attack probability p")
@@ -72,7 +85,14 @@ class WithProbability(AttackSchedule):
 
 
 class StrategicallyTimed(AttackSchedule):
-    """Lin et al.'s strategically-timed attack: attack when ``max - min`` of ``softmax(scores / T)`` >= threshold."""
+    """Lin et al.'s strategically-timed attack: attack when ``max - min`` of ``softmax(scores / T)`` >= threshold.
+
+    >>> scores = torch.tensor([[5.0, 0.0, 0.0], [1.0, 1.0, 1.1]])  # a clear preference, then nearly none
+    >>> StrategicallyTimed(0.5).select(np.zeros(2), scores, []).tolist()
+    [True, False]
+
+    With a wrapper: ``AdversarialObservation(env, victim, eps=2, schedule=StrategicallyTimed(0.8))``.
+    """
 
     needs_victim = True
 

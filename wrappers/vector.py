@@ -27,7 +27,16 @@ from wrappers.episodes import EPISODE_KEY, STEP_KEY, EpisodeTally, spread
 
 
 class VectorPerturbedObservation(VectorWrapper):
-    """Base of the vector wrappers: perturbs each batch of observations with one :class:`ObservationPerturber`."""
+    """Base of the vector wrappers: perturbs each batch of observations with one :class:`ObservationPerturber`.
+
+    >>> import gymnasium as gym
+    >>> from wrappers import VectorPerturbedObservation, noise_perturber
+    >>> envs = gym.make_vec("CartPole-v1", num_envs=2, vectorization_mode="sync")
+    >>> perturber = noise_perturber(envs.single_observation_space, envs.single_action_space, eps=0.05, num_rows=2)
+    >>> obs, info = VectorPerturbedObservation(envs, perturber).reset(seed=0)
+    >>> info["attack"]["linf"].round(3).tolist()
+    [0.05, 0.05]
+    """
 
     def __init__(self, env: VectorEnv, perturber: ObservationPerturber) -> None:
         super().__init__(env)
@@ -89,7 +98,21 @@ class VectorPerturbedObservation(VectorWrapper):
 
 
 class VectorAdversarialObservation(VectorPerturbedObservation, RecordConstructorArgs):
-    """:class:`wrappers.AdversarialObservation` for a vector env; the same keywords, one batched attack per step."""
+    """:class:`wrappers.AdversarialObservation` for a vector env; the same keywords, one batched attack per step.
+
+    >>> import gymnasium as gym
+    >>> import torch
+    >>> from wrappers import VectorAdversarialObservation
+    >>> _ = torch.manual_seed(0)
+    >>> envs = gym.make_vec("CartPole-v1", num_envs=3, vectorization_mode="sync")
+    >>> env = VectorAdversarialObservation(envs, torch.nn.Linear(4, 2), attack="pgd", eps=0.1, seed=0)
+    >>> obs, info = env.reset(seed=0)
+    >>> obs, rewards, terminated, truncated, info = env.step(env.action_space.sample())
+    >>> obs.shape, info["attack"]["attacked"].tolist()  # one PGD call attacked all three environments
+    ((3, 4), [True, True, True])
+    >>> bool((info["attack"]["linf"] <= 0.1 + 1e-6).all())
+    True
+    """
 
     def __init__(self, env: VectorEnv, victim: object, *, eps: float, attack: Any = "fgsm", **options: Any) -> None:
         RecordConstructorArgs.__init__(self, _disable_deepcopy=True, victim=victim, eps=eps, attack=attack, **options)
@@ -106,7 +129,15 @@ class VectorAdversarialObservation(VectorPerturbedObservation, RecordConstructor
 
 
 class VectorRandomNoiseObservation(VectorPerturbedObservation, RecordConstructorArgs):
-    """:class:`wrappers.RandomNoiseObservation` for a vector env; the same keywords."""
+    """:class:`wrappers.RandomNoiseObservation` for a vector env; the same keywords.
+
+    >>> import gymnasium as gym
+    >>> from wrappers import VectorRandomNoiseObservation
+    >>> envs = gym.make_vec("CartPole-v1", num_envs=2, vectorization_mode="sync")
+    >>> obs, info = VectorRandomNoiseObservation(envs, eps=0.1, kind="uniform", seed=0).reset(seed=0)
+    >>> bool((info["attack"]["linf"] <= 0.1 + 1e-6).all())  # uniform noise in the budget ball
+    True
+    """
 
     def __init__(self, env: VectorEnv, *, eps: float, kind: str = "sign", **options: Any) -> None:
         RecordConstructorArgs.__init__(self, _disable_deepcopy=True, eps=eps, kind=kind, **options)

@@ -23,7 +23,15 @@ from rlrobust.files import sha256_of
 
 @dataclass
 class Agent:
-    """A loaded agent, the games it is evaluated on, and the file its weights came from with its sha256."""
+    """A loaded agent, the games it is evaluated on, and the file its weights came from with its sha256.
+
+    Made by :func:`prepare_agent` from a file; by hand for a network without a file (a smoke run):
+
+    >>> from agents.networks import NeurIPSQNetwork
+    >>> agent = Agent("random", Path("-"), NeurIPSQNetwork(6), ["Pong"], sha256=None)
+    >>> agent.describe()
+    {'name': 'random', 'sha256': None}
+    """
 
     name: str
     path: Path
@@ -60,6 +68,19 @@ def prepare_agent(
 
     Raises ``FileNotFoundError`` for a missing file, ``ValueError`` for an unknown game, a game the agent cannot
     play (another number of actions) or an agent whose game is unknown.
+
+    >>> import tempfile
+    >>> from agents.networks import NeurIPSQNetwork
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     file = Path(folder) / "pong_dqn.pt"
+    ...     torch.save(NeurIPSQNetwork(6).state_dict(), file)  # a plain state dict: no game recorded
+    ...     agent = prepare_agent(file, ["Pong"])
+    ...     prepare_agent(file, ["Breakout"])
+    Traceback (most recent call last):
+    ...
+    ValueError: ... scores 6 actions but Breakout has 4: it is not an agent for Breakout
+    >>> agent.name, agent.games, len(agent.sha256), agent.stochastic
+    ('pong_dqn', ['Pong'], 64, False)
     """
     path = Path(path)
     file = model_file(path)
@@ -92,7 +113,13 @@ def _scored_actions(network: nn.Module) -> int:
 
 def is_stochastic(network: nn.Module, device: str | torch.device = "cpu") -> bool:
     """Whether two passes on the same observation give different scores (AutoAttack's check for a randomised
-    model); the observation is fixed noise, the draws are torch's own."""
+    model); the observation is fixed noise, the draws are torch's own.
+
+    >>> from agents.networks import NeurIPSQNetwork
+    >>> from rlrobust.sap import insert_sap
+    >>> is_stochastic(NeurIPSQNetwork(6)), is_stochastic(insert_sap(NeurIPSQNetwork(6)))
+    (False, True)
+    """
     generator = torch.Generator().manual_seed(0)
     frames = torch.randint(0, 256, (4, *FRAME_SHAPE), generator=generator).float().to(device)
     with torch.no_grad():
@@ -101,7 +128,13 @@ def is_stochastic(network: nn.Module, device: str | torch.device = "cpu") -> boo
 
 def distinct_agents(agents: Sequence[Agent]) -> list[Agent]:
     """``agents`` with names made unique (a clash gets the start of the file's sha256 appended), so that every
-    table row says which agent it is; the same weights given twice are refused."""
+    table row says which agent it is; the same weights given twice are refused.
+
+    >>> twins = [Agent("final_model", Path(p), nn.Identity(), ["Pong"], sha256=s) for p, s in (("a", "1" * 64),
+    ...          ("b", "2" * 64))]
+    >>> [agent.name for agent in distinct_agents(twins)]
+    ['final_model-11111111', 'final_model-22222222']
+    """
     seen: dict[str, Path] = {}
     for agent in agents:
         if agent.sha256 in seen:

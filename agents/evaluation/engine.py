@@ -37,7 +37,12 @@ from wrappers.evaluation import first_episodes, greedy_policy
 
 @dataclass
 class PlayResult:
-    """One play's first episodes: scores, lengths, how many the cap stopped, and what the attack did."""
+    """One play's first episodes: scores, lengths, how many the cap stopped, and what the attack did.
+
+    >>> result = PlayResult(scores=[-21.0, -20.0], lengths=[800, 1000], capped=0, action_changes=1710)
+    >>> result.mean, result.action_change_rate  # changes per step, pooled over both games
+    (-20.5, 0.95)
+    """
 
     scores: list[float]
     lengths: list[int]
@@ -63,7 +68,17 @@ class PlayResult:
 
 
 class GameEvaluation:
-    """Plays any :class:`Play` of one agent in one game under ``protocol``; the environments are made once."""
+    """Plays any :class:`Play` of one agent in one game under ``protocol``; the environments are made once.
+
+    Nothing is played until :meth:`run` (or :func:`run_plays`, which has an example); each play is keyed by the
+    agent's sha256, the game and every field of the play:
+
+    >>> from agents.evaluation import Agent, get_protocol
+    >>> from agents.networks import NeurIPSQNetwork
+    >>> agent = Agent("random", None, NeurIPSQNetwork(6), ["Pong"], sha256="ab" * 32)
+    >>> GameEvaluation(agent, "Pong", get_protocol("sa-dqn")).cell_key(Play())
+    'random@abababababababab/Pong/Play(actor=Actor(sap_frac=None, passes=1), attack=None)'
+    """
 
     def __init__(
         self,
@@ -154,7 +169,24 @@ def run_plays(
 ) -> dict[str, PlayResult]:
     """Every task's result by cell key: from ``store`` where it holds it, else played (this process's share under
     ``torchrun``) and added to ``store`` at once; the results of all processes are gathered before returning.
-    ``describe(task)`` names a play on its progress bar."""
+    ``describe(task)`` names a play on its progress bar.
+
+    Two short games of Pong by a random NeurIPS DQN, clean and under FGSM of 3 grey levels (the dense agent's
+    greedy action changes on every attacked step):
+
+    >>> from agents.evaluation import Agent, Attack, get_protocol
+    >>> from agents.networks import NeurIPSQNetwork
+    >>> _ = torch.manual_seed(0)
+    >>> agent = Agent("random", None, NeurIPSQNetwork(6), ["Pong"], sha256=None)
+    >>> protocol = get_protocol("sa-dqn").with_changes(episodes=2, max_frames=40)  # 10 agent steps a game
+    >>> evaluation = GameEvaluation(agent, "Pong", protocol, progress=False)
+    >>> clean, fgsm = Play(), Play(attack=Attack("fgsm", 3.0))
+    >>> results = run_plays([(evaluation, clean), (evaluation, fgsm)], progress=False)
+    >>> evaluation.close()
+    >>> [(results[evaluation.cell_key(p)].lengths, results[evaluation.cell_key(p)].action_change_rate)
+    ...  for p in (clean, fgsm)]
+    [([10, 10], 0.0), ([10, 10], 1.0)]
+    """
     runtime = runtime or Runtime(torch.device("cpu"))
     unique = {evaluation.cell_key(play): (evaluation, play) for evaluation, play in tasks}
     stored = {key for key in unique if store is not None and key in store}

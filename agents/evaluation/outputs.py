@@ -57,7 +57,25 @@ def markdown_rows(rows: Sequence[dict[str, Any]], protocol: Protocol) -> list[di
 def write_report(
     rows: Sequence[dict[str, Any]], out: Path, protocol: Protocol, notes: str, title: str = ""
 ) -> dict[str, Path]:
-    """results.csv/.json/.md, scores.png and tensorboard/ under ``out``; returns the table paths."""
+    """results.csv/.json/.md, scores.png and tensorboard/ under ``out``; returns the table paths.
+
+    >>> import tempfile
+    >>> from agents.evaluation import PROTOCOLS
+    >>> row = {"agent": "dqn", "game": "Pong", "attack": "clean", "label": "clean", "eps": 0.0, "mean": 21.0}
+    >>> row |= {"ci95_high": 21.0, "action_change_rate": 0.0, "attack_rate": 0.0}
+    >>> pgd = row | {"attack": "pgd", "label": "PGD (CE)", "eps": 1 / 255, "mean": -21.0, "ci95_high": -21.0}
+    >>> pgd["action_change_rate"] = 1.0
+    >>> protocol = PROTOCOLS["sa-dqn"].with_changes(budgets=[1 / 255])
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     paths = write_report([row, pgd], Path(folder), protocol, notes="Two cells.")
+    ...     lines = paths["md"].read_text().splitlines()
+    >>> for line in lines[-4:]:
+    ...     print(line)
+    | agent | game | attack | eps=1/255 |
+    |---|---|---|---|
+    | dqn | Pong | clean | 21.0 ± 0.0 (0%) |
+    | dqn | Pong | PGD (CE) | -21.0 ± 0.0 (100%) |
+    """
     paths = write_tables(
         rows,
         out,

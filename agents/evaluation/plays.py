@@ -21,7 +21,11 @@ GRADIENT_ATTACKS = ("fgsm", "iterative", "pgd")
 @dataclass(frozen=True)
 class Actor:
     """The acting network: the agent as loaded (``sap_frac`` None) or with SAP inserted, acting greedily on the
-    mean scores of ``passes`` passes."""
+    mean scores of ``passes`` passes.
+
+    >>> Actor().describe(), Actor(1.0, 100).describe()
+    ('agent', 'SAP-100 (100 passes)')
+    """
 
     sap_frac: float | None = None
     passes: int = 1
@@ -39,6 +43,13 @@ class Attack:
     its worst action instead); ``on_sap_frac`` says which network the gradients come from (None: the agent as
     loaded), averaged over ``eot_samples`` passes; ``timed_threshold`` attacks only where Lin et al.'s action
     preference reaches it (strategically timed).
+
+    >>> pgd = Attack("pgd", 3.0, steps=10, step=0.3)  # SA-DQN's PGD-10 at 3/255
+    >>> keywords = pgd.wrapper_keywords()
+    >>> keywords["attack"], keywords["eps"], keywords["attack_options"]
+    ('pgd', 3.0, {'steps': 10, 'step': 0.3})
+    >>> Attack("noise", 3.0).wrapper_keywords()
+    {'eps': 3.0, 'kind': 'sign', 'perturb': 'stack'}
     """
 
     kind: str
@@ -80,7 +91,15 @@ class Attack:
 
 @dataclass(frozen=True)
 class Play:
-    """One play: ``actor`` acting on observations perturbed by ``attack`` (None: clean)."""
+    """One play: ``actor`` acting on observations perturbed by ``attack`` (None: clean).
+
+    Plays are values: equal plays are played once and stored under one key.
+
+    >>> Play() == Play(Actor(None, 1)), Play().key()
+    (True, 'Play(actor=Actor(sap_frac=None, passes=1), attack=None)')
+    >>> Play(attack=Attack("pgd", 1.0)).with_threshold(0.4).attack.timed_threshold
+    0.4
+    """
 
     actor: Actor = Actor()
     attack: Attack | None = None
@@ -97,7 +116,14 @@ class Play:
 def attacked_env(
     env: VectorEnv, attack: Attack, network: nn.Module, *, seed: int, device: str | torch.device
 ) -> VectorEnv:
-    """``env`` whose observations ``attack`` perturbs against ``network`` (the attacker's view of the agent)."""
+    """``env`` whose observations ``attack`` perturbs against ``network`` (the attacker's view of the agent).
+
+    >>> import gymnasium as gym
+    >>> envs = gym.make_vec("CartPole-v1", num_envs=2, vectorization_mode="sync")
+    >>> env = attacked_env(envs, Attack("fgsm", 0.1), nn.Linear(4, 2), seed=0, device="cpu")
+    >>> type(env).__name__, env.reset(seed=0)[1]["attack"]["attacked"].tolist()
+    ('VectorAdversarialObservation', [True, True])
+    """
     keywords = attack.wrapper_keywords()
     if attack.kind == "noise":
         return VectorRandomNoiseObservation(env, seed=seed, device=device, **keywords)

@@ -71,7 +71,15 @@ class Protocol:
         return budget * PIXELS if self.budget_scale == "unit" else float(budget)
 
     def check_budgets(self, budgets: Sequence[float]) -> tuple[float, ...]:
-        """Sorted distinct budgets; raises ``ValueError`` for a negative, non-finite or wrong-scale one."""
+        """Sorted distinct budgets; raises ``ValueError`` for a negative, non-finite or wrong-scale one.
+
+        >>> [round(b * 255) for b in PROTOCOLS["sa-dqn"].check_budgets([3 / 255, 1 / 255, 3 / 255])]
+        [1, 3]
+        >>> PROTOCOLS["sa-dqn"].check_budgets([3])
+        Traceback (most recent call last):
+        ...
+        ValueError: the sa-dqn protocol takes eps on [0, 1]-scaled frames; 3 looks like the 0-255 scale (write 3/255)
+        """
         if not budgets:
             raise ValueError("give at least one budget")
         for budget in budgets:
@@ -94,7 +102,12 @@ class Protocol:
         return tuple(sorted({float(b) for b in budgets}))
 
     def with_changes(self, **changes: Any) -> Protocol:
-        """A copy with some settings changed (``None`` values keep the protocol's), checked."""
+        """A copy with some settings changed (``None`` values keep the protocol's), checked.
+
+        >>> short = PROTOCOLS["sa-dqn"].with_changes(episodes=10, max_frames=18_000, pgd_steps=None)
+        >>> short.episodes, short.max_frames, short.pgd_steps
+        (10, 18000, 10)
+        """
         kept = {key: value for key, value in changes.items() if value is not None}
         if "budgets" in kept:
             kept["budgets"] = self.check_budgets(kept["budgets"])
@@ -145,14 +158,23 @@ PROTOCOLS: dict[str, Protocol] = {
 
 
 def get_protocol(name: str) -> Protocol:
-    """The named protocol, or ``ValueError`` listing the known ones."""
+    """The named protocol, or ``ValueError`` listing the known ones.
+
+    >>> protocol = get_protocol("sap-paper")
+    >>> protocol.budgets, protocol.passes, protocol.eot_samples
+    ((1.0, 2.0, 4.0, 8.0), 100, 100)
+    """
     if name not in PROTOCOLS:
         raise ValueError(f"unknown protocol {name!r}; choose one of {', '.join(PROTOCOLS)}")
     return PROTOCOLS[name]
 
 
 def check_attacks(attacks: Sequence[str]) -> tuple[str, ...]:
-    """The attacks in the order given, duplicates dropped; ``ValueError`` for an unknown one."""
+    """The attacks in the order given, duplicates dropped; ``ValueError`` for an unknown one.
+
+    >>> check_attacks(["pgd", "fgsm", "pgd"])
+    ('pgd', 'fgsm')
+    """
     for attack in attacks:
         if attack not in ATTACKS:
             raise ValueError(f"unknown attack {attack!r}; choose from {', '.join(ATTACKS)}")

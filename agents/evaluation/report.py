@@ -36,7 +36,13 @@ LABELS = {
 @dataclass(frozen=True)
 class ReportSpec:
     """What a report plays: the protocol (budgets on its scale), its attacks, SAP inserted or not, and which
-    frames of each stack the attacks perturb (``newest``: only the newest frame)."""
+    frames of each stack the attacks perturb (``newest``: only the newest frame).
+
+    >>> from agents.evaluation import get_protocol
+    >>> spec = ReportSpec(get_protocol("sap-paper"), ("fgsm",), sap_frac=1.0)
+    >>> spec.actor()  # SAP-100 acting on the mean of the protocol's 100 passes
+    Actor(sap_frac=1.0, passes=100)
+    """
 
     protocol: Protocol
     attacks: tuple[str, ...]
@@ -67,6 +73,15 @@ def attack_for(name: str, eps: float, protocol: Protocol, eot: int, on: float | 
 
 
 def clean_tasks(evaluations: Sequence[GameEvaluation], spec: ReportSpec) -> list[Task]:
+    """The clean play of each evaluation (played first: the strategically-timed attack is calibrated on it).
+
+    >>> import torch
+    >>> from agents.evaluation import Agent, get_protocol
+    >>> agent = Agent("random", None, torch.nn.Identity(), ["Pong"], sha256=None)
+    >>> evaluation = GameEvaluation(agent, "Pong", get_protocol("sa-dqn"))  # nothing is played yet
+    >>> clean_tasks([evaluation], ReportSpec(get_protocol("sa-dqn"), ("pgd",)))[0][1]
+    Play(actor=Actor(sap_frac=None, passes=1), attack=None)
+    """
     return [(evaluation, Play(spec.actor())) for evaluation in evaluations]
 
 
@@ -74,7 +89,18 @@ def attack_tasks(
     evaluations: Sequence[GameEvaluation], spec: ReportSpec, clean: dict[str, PlayResult]
 ) -> list[tuple[Task, str, float]]:
     """Every attacked play with its column and budget (on the protocol's scale); the timed attack takes its
-    threshold from the clean play's results in ``clean``."""
+    threshold from the clean play's results in ``clean``.
+
+    >>> import torch
+    >>> from agents.evaluation import Agent, get_protocol
+    >>> protocol = get_protocol("sa-dqn").with_changes(budgets=[1 / 255, 3 / 255])
+    >>> agent = Agent("random", None, torch.nn.Identity(), ["Pong"], sha256=None)
+    >>> evaluation = GameEvaluation(agent, "Pong", protocol)
+    >>> clean = {evaluation.cell_key(Play()): PlayResult([21.0], [900], 0, 0, timed_threshold=0.5)}
+    >>> tasks = attack_tasks([evaluation], ReportSpec(protocol, ("fgsm", "pgd-timed")), clean)
+    >>> [(name, round(budget * 255), play.attack.timed_threshold) for (_, play), name, budget in tasks]
+    [('fgsm', 1, None), ('pgd-timed', 1, 0.5), ('fgsm', 3, None), ('pgd-timed', 3, 0.5)]
+    """
     out = []
     actor = spec.actor()
     for evaluation in evaluations:
@@ -132,7 +158,19 @@ def report_rows(
     evaluations: Sequence[GameEvaluation], spec: ReportSpec, results: dict[str, PlayResult]
 ) -> list[dict[str, Any]]:
     """Every finished row (clean, each attack and budget, the worst case where all attacks of a budget are done),
-    in report order."""
+    in report order.
+
+    >>> import torch
+    >>> from agents.evaluation import Agent, get_protocol
+    >>> protocol = get_protocol("sa-dqn").with_changes(budgets=[1 / 255])
+    >>> spec = ReportSpec(protocol, ("noise", "pgd"))
+    >>> evaluation = GameEvaluation(Agent("dqn", None, torch.nn.Identity(), ["Pong"], sha256=None), "Pong", protocol)
+    >>> results = {evaluation.cell_key(Play()): PlayResult([21.0, 19.0], [900, 950], 0, 0, timed_threshold=0.5)}
+    >>> for (task, _, _), scores in zip(attack_tasks([evaluation], spec, results), ([20.0, 21.0], [-21.0, -21.0])):
+    ...     results[evaluation.cell_key(task[1])] = PlayResult(scores, [900, 800], 0, 800)
+    >>> [(r["attack"], r["mean"], r["worst_of"]) for r in report_rows([evaluation], spec, results)]
+    [('clean', 20.0, ''), ('noise', 20.5, ''), ('pgd', -21.0, ''), ('worst', -21.0, 'pgd')]
+    """
     rows: list[dict[str, Any]] = []
     budget_name = spec.protocol.budget_name
     for evaluation in evaluations:
