@@ -9,6 +9,7 @@ piece of the expected message.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import sys
 from collections.abc import Callable
@@ -36,8 +37,16 @@ class Case:
         return f"{self.script}:{' '.join(self.argv)}"[:90]
 
 
+#: Where the jobs behind ``scripts/<name>.py`` live (``<package>.<name>``, with ``main``).
+JOB_PACKAGES = ("agents.jobs", "classifiers.jobs")
+
+
 def load_script(name: str):
-    """Import ``scripts/<name>.py`` as a module (once)."""
+    """The job module behind ``scripts/<name>.py`` (``agents.jobs.<name>`` or ``classifiers.jobs.<name>``), or the
+    script itself loaded from its file where no job module holds it."""
+    for package in JOB_PACKAGES:
+        if importlib.util.find_spec(package) is not None and importlib.util.find_spec(f"{package}.{name}") is not None:
+            return importlib.import_module(f"{package}.{name}")
     key = f"_corpus_script_{name}"
     if key not in sys.modules:
         spec = importlib.util.spec_from_file_location(key, SCRIPTS / f"{name}.py")

@@ -1,5 +1,5 @@
 """Bad-input corpus of scripts/train_ddqn.py: every case ends with one ``error:`` line and status 2, before any run
-directory is created (``--logdir {out}`` stays empty) and, for a resume, without touching the run's files."""
+directory is created (``--runs {out}`` stays empty) and, for a resume, without touching the run's files."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from agents.training import TrainConfig
+from rlrobust.cli import hidden_aliases
 from rlrobust.runs import RunLock
 from tests.corpus import Case, run_case
 
@@ -30,13 +31,13 @@ class RunCase(Case):
 
 
 def new(*argv: str, message: str) -> RunCase:
-    """A new run's flags, always with ``--logdir {out}`` (which must stay empty)."""
-    return RunCase("train_ddqn", (*argv, "--logdir", "{out}"), message)
+    """A new run's flags, always with ``--runs {out}`` (which must stay empty)."""
+    return RunCase("train_ddqn", (*argv, "--runs", "{out}"), message)
 
 
 def resume(setup: str, *argv: str, message: str) -> RunCase:
     """A resume of the run directory ``{tmp}/run`` that ``setup`` prepares."""
-    return RunCase("train_ddqn", ("--resume", "{tmp}/run", *argv), message, setup=setup)
+    return RunCase("train_ddqn", ("--out", "{tmp}/run", "--resume", *argv), message, setup=setup)
 
 
 CASES = [
@@ -74,7 +75,8 @@ CASES = [
     new("--log-every", "0", message="argument --log-every: must be an integer >= 1"),
     new("--noop-max", "-1", message="argument --noop-max: must be an integer >= 0"),
     new("--exploration-steps", "-1", message="argument --exploration-steps: must be an integer >= 0"),
-    new("--torch-threads", "-2", message="argument --torch-threads: must be an integer >= 0"),
+    new("--threads", "-2", message="argument --threads: must be an integer >= 0"),
+    new("--torch-threads", "-2", message="argument --torch-threads: must be an integer >= 0"),  # the old name
     new("--checkpoint-every", "-1", message="argument --checkpoint-every: must be an integer >= 0"),
     new("--eval-every", "-1", message="argument --eval-every: must be an integer >= 0"),
     new("--eval-episodes", "-1", message="argument --eval-episodes: must be an integer >= 0"),
@@ -89,14 +91,16 @@ CASES = [
     new("--total-steps", "1000", message="learning_starts (50000) is not below total_steps (1000)"),
     new("--epsilon-start", "0.1", "--epsilon-final", "0.5", message="epsilon_final (0.5) exceeds epsilon_start"),
     # where the run directory would go
-    RunCase("train_ddqn", ("--logdir", "{tmp}/file"), "exists and is not a folder", setup="file"),
+    RunCase("train_ddqn", ("--runs", "{tmp}/file"), "exists and is not a folder", setup="file"),
     RunCase("train_ddqn", ("--logdir", "{tmp}/file/runs"), "exists and is not a folder", setup="file"),
-    RunCase("train_ddqn", ("--logdir", "{tmp}/locked/runs"), "is not writable", setup="unwritable"),
+    RunCase("train_ddqn", ("--runs", "{tmp}/locked/runs"), "is not writable", setup="unwritable"),
     # resuming something that cannot be resumed, or changing the experiment
     resume("", message="is not a training run directory (no config.json)"),
     resume("file_run", message="is not a training run directory"),
     resume("no_checkpoint", message="has no checkpoint to resume from"),
-    resume("checkpoint", "--logdir", "{out}", message="--logdir does not apply with --resume"),
+    resume("checkpoint", "--runs", "{out}", message="--runs does not apply with --resume"),
+    RunCase("train_ddqn", ("--resume", "{tmp}/run", "--game", "Pong"), "cannot change game", setup="checkpoint"),
+    RunCase("train_ddqn", ("--resume",), "--resume needs --out"),
     resume("checkpoint", "--game", "Pong", message="cannot change game when resuming"),
     resume("checkpoint", "--lr", "0.001", "--seed", "3", message="cannot change learning_rate, seed when resuming"),
     resume("checkpoint", "--total-steps", "300", message="total_steps (300) is below the step of step_"),
@@ -217,7 +221,9 @@ def test_the_corpus_covers_every_numeric_flag() -> None:
     from tests.corpus import load_script
 
     script = load_script("train_ddqn")
-    numeric = {flag for flag, (field, _) in script.FLAGS.items() if field in script.LIMITS}
+    parser = script.build_parser()
+    numeric = {flag for flag, action in parser._option_string_actions.items() if action.dest in script.LIMITS}
+    numeric -= set(hidden_aliases(parser))
     tried = {case.argv[0].split("=")[0] for case in CASES}
     assert len(CASES) >= 35
     assert numeric <= tried, sorted(numeric - tried)

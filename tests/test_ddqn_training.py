@@ -22,6 +22,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from agents import DoubleDQN, NatureQNetwork, load_agent
 from agents.callbacks import StopRequest
 from agents.checkpoints import checkpoint_step, checkpoints
+from agents.jobs.train_ddqn import main as train_main
 from agents.rollout import play_episodes
 from agents.training import (
     TrainConfig,
@@ -37,7 +38,6 @@ from agents.training import (
     start_run,
 )
 from rlrobust.runs import RunLock
-from scripts.train_ddqn import main as train_main
 
 REPO = Path(__file__).resolve().parents[1]
 SHORT = TrainConfig(
@@ -238,8 +238,8 @@ def test_a_nan_loss_stops_the_run_with_one_line_and_no_final_model(tmp_path, cap
     exits 1 with one error line, keeps the checkpoint from before and writes no final model."""
     argv = ["--game", "Bowling", "--total-steps", "300", "--learning-starts", "50", "--buffer-size", "100"]
     argv += ["--exploration-steps", "100", "--max-episode-steps", "120", "--checkpoint-every", "50"]
-    argv += ["--eval-every", "0", "--log-every", "25", "--torch-threads", "1", "--no-progress"]
-    argv += ["--lr", "1e30", "--logdir", str(tmp_path)]
+    argv += ["--eval-every", "0", "--log-every", "25", "--threads", "1", "--quiet"]
+    argv += ["--lr", "1e30", "--runs", str(tmp_path)]
     assert train_main(argv) == 1
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if "error:" in line]
@@ -300,8 +300,8 @@ def test_compile_flag_takes_auto_on_or_off(capsys):
 def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path, signum):
     """Ctrl-C and a cluster's pre-emption (SIGTERM) both checkpoint and exit with 130."""
     command = [sys.executable, str(REPO / "scripts/train_ddqn.py"), "--game", "Pong", "--total-steps", "100000"]
-    command += ["--learning-starts", "50", "--buffer-size", "500", "--torch-threads", "1", "--no-progress"]
-    command += ["--logdir", str(tmp_path)]
+    command += ["--learning-starts", "50", "--buffer-size", "500", "--threads", "1", "--quiet"]
+    command += ["--runs", str(tmp_path)]
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not list(tmp_path.glob("*/tensorboard/events.*")) and time.monotonic() < deadline:

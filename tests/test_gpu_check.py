@@ -157,12 +157,12 @@ def test_gpu_training_commands_are_valid_settings(tmp_path):
     """The two training scripts' GPU settings pass their own parsers and config checks (with cpu for cuda)."""
     plan = {p.name: p for p in gpu_check.plan(False, "cuda", tmp_path)}
 
-    train_ddqn = load_script("scripts/train_ddqn.py", "train_ddqn_for_gpu_check")
+    from agents.jobs import train_ddqn
     from agents.training import TrainConfig
+    from rlrobust.cli import config_from_args
 
-    args = vars(train_ddqn.build_parser().parse_args(as_cpu(plan["pong-ddqn"].command)))
-    fields = {field for field, _ in train_ddqn.FLAGS.values()}
-    config = TrainConfig(**{k: v for k, v in args.items() if k in fields}).validate()
+    args = train_ddqn.build_parser().parse_args(as_cpu(plan["pong-ddqn"].command))
+    config = config_from_args(args, TrainConfig).validate()
     assert (config.num_envs, config.vec_backend, config.replay_on_device) == (16, "ale", True)
 
     from classifiers.jobs import train_classifier
