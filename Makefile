@@ -27,11 +27,11 @@ demo: train-demo eval-demo
 
 train-demo: install
 	$(PY) scripts/train_ddqn.py --game Bowling --total-steps 6000 --learning-starts 1000 --buffer-size 6000 \
-		--exploration-steps 4000 --eval-every 6000 --eval-episodes 1 --max-episode-steps 4000 --torch-threads 1
+		--exploration-steps 4000 --eval-every 6000 --eval-episodes 1 --max-episode-steps 4000 --threads 1
 
 eval-demo: install
-	$(PY) scripts/eval_rl_sap.py --episodes 2 --max-episode-steps 60 --lambdas 0 2 --sap-passes 4 --mc-samples 4 \
-		--eot-samples 2 --pgd-steps 2 --torch-threads 1
+	$(PY) scripts/eval_rl_sap.py --episodes 2 --max-episode-steps 60 --eps 0 2 --samples 4 --mc-samples 4 \
+		--eot-samples 2 --pgd-steps 2 --threads 1
 
 # The core alone on real Atari frames of the shared trained Pong agent (35 s).
 core-demo: install

@@ -28,8 +28,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from agents import NatureQNetwork
 from classifiers.data import load_dataset, to_float
 from classifiers.data.shared import shared_data_dir

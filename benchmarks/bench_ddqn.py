@@ -24,7 +24,6 @@ import argparse
 import gc
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -37,8 +36,6 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_atari_env as sb3_make_atari_env
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import VecFrameStack
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents.double_dqn import DoubleDQN
 from agents.replay import FrameReplayBuffer

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,8 +24,6 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents import NatureQNetwork, make_atari_env
 from rlrobust import cli

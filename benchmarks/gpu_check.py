@@ -40,8 +40,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from rlrobust import cli
 from rlrobust.reporting import atomic_write_text, markdown_table
 from rlrobust.runs import INTERRUPTED_STATUS, fresh_run_dir, git_state

@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 import sys
 import typing
 import warnings
@@ -330,10 +331,23 @@ def check_output_flags(parser: argparse.ArgumentParser, args: argparse.Namespace
         parser.error("--resume needs --out: the folder of the run to continue")
 
 
+def parse_checked(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse ``argv`` and apply the shared flags' cross-checks (:func:`check_output_flags`)."""
+    args = parser.parse_args(argv)
+    check_output_flags(parser, args)
+    return args
+
+
 def add_runs_flag(parser: argparse.ArgumentParser, help: str = "where run folders are created") -> None:
     """``--runs ROOT`` (default ``runs``; hidden alias ``--logdir``)."""
     parser.add_argument("--runs", type=Path, default=Path("runs"), metavar="ROOT", help=help)
     alias(parser, "--logdir", "--runs")
+
+
+def shared_data_dir() -> Path:
+    """The project's shared data folder (trained agents and models, real data) that jobs take their defaults
+    from: ``$RLROBUST_SHARED_DATA``, else ``../shared/data`` beside the repository (an editable install's)."""
+    return Path(os.environ.get("RLROBUST_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
 def best_device() -> str:
@@ -347,7 +361,7 @@ def add_runtime_flags(
     parser: argparse.ArgumentParser,
     *,
     device_default: str | None = None,
-    seed_max: int = MAX_SEED,
+    seed_max: int | None = MAX_SEED,
     seed_help: str = "random seed",
     threads: bool = True,
     quiet: bool = True,
@@ -374,12 +388,20 @@ def add_runtime_flags(
         alias(parser, "--no-progress", "--quiet")
 
 
+def use_threads(threads: int) -> None:
+    """Apply ``--threads``: torch's CPU thread count, left at torch's default for 0."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def add_budget_flag(
     parser: argparse.ArgumentParser,
     scale_help: str,
     default: list[float] | float | None,
     *,
-    low: float = 0,
+    low: float | None = 0,
     high: float | None = None,
     low_open: bool = False,
     aliases: tuple[str, ...] = (),

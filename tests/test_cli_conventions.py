@@ -28,6 +28,10 @@ class Job:
 
 JOBS = [
     Job("train-ddqn", "agents.jobs.train_ddqn"),
+    Job("eval-sap", "agents.jobs.eval_rl_sap"),
+    Job("attack-policy", "agents.jobs.attack_policy"),
+    Job("robustness-report", "agents.jobs.robustness_report", ("agent.pt@Pong",)),
+    Job("demo-core", "agents.jobs.demo_core"),
     Job("train-classifier", "classifiers.jobs.train_classifier", ("--method", "standard")),
     Job("eval-classifier", "classifiers.jobs.eval_classifier", ("--model", "m.pt")),
     Job("sap-experiments", "classifiers.jobs.sap_experiments", ("--model", "m.pt")),
@@ -142,3 +146,24 @@ def test_help_shows_each_default_once(job: Job) -> None:
     doubled = [entry for entry in entries if entry.lower().count("default:") > 1]
     assert not doubled, doubled
     assert "(default: None)" not in text and "(default: none)" not in text
+
+
+def test_train_ddqn_takes_the_old_resume_folder_form(capsys) -> None:
+    from agents.jobs.train_ddqn import resume_folder_alias
+
+    assert resume_folder_alias(["--resume", "runs/a", "--total-steps", "9"]) == [
+        "--out", "runs/a", "--resume", "--total-steps", "9"
+    ]  # fmt: skip
+    assert resume_folder_alias(["--resume=runs/a"]) == ["--out", "runs/a", "--resume"]
+    assert resume_folder_alias(["--out", "runs/a", "--resume"]) == ["--out", "runs/a", "--resume"]  # the new form
+    notes = capsys.readouterr().err.splitlines()
+    assert notes == ["note: --resume RUN_DIR is now --out RUN_DIR --resume (the old name goes in the next release)"] * 2
+
+
+def test_demo_core_old_mc_samples_sets_both_pass_counts(capsys) -> None:
+    from agents.jobs.demo_core import build_parser
+
+    args = build_parser().parse_args(["--mc-samples", "3"])
+    assert (args.samples, args.eot_samples) == (3, 3)
+    assert "--mc-samples is now --samples and --eot-samples" in capsys.readouterr().err
+    assert "--mc-samples" not in build_parser().format_help()

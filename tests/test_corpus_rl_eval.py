@@ -30,20 +30,22 @@ def sap(*argv: str, message: str, out: bool = True, agent: bool = True) -> Case:
     ``agent`` is false; ``--out {out}`` is added unless ``argv`` has its own or ``out`` is false."""
     named = argv and not argv[0].startswith("-")
     agent = () if named or not agent else ("{tmp}/pong6.pt", "--games", "Pong")
-    return Case("eval_rl_sap", (*agent, *argv, "--no-progress", *_out(argv, out)), message)
+    return Case("eval_rl_sap", (*agent, *argv, "--quiet", *_out(argv, out)), message)
 
 
 def attack(*argv: str, message: str, out: bool = True) -> Case:
     """An attack_policy.py case on the random agent unless ``argv`` names a victim."""
-    victim = () if any(a in argv for a in ("--agent", "--sb3", "--random-agent")) else ("--random-agent",)
-    return Case("attack_policy", (*victim, *argv, "--no-progress", *_out(argv, out)), message)
+    victim = (
+        () if (argv and not argv[0].startswith("-")) or {"--sb3", "--random-agent"} & set(argv) else ("--random-agent",)
+    )
+    return Case("attack_policy", (*victim, *argv, "--quiet", *_out(argv, out)), message)
 
 
 def report(*argv: str, message: str, out: bool = True) -> Case:
     """A robustness_report.py case on the Pong-sized agent (``pong6.pt@Pong``) unless ``argv`` names its agents."""
     named = argv and not argv[0].startswith("-")
     agent = () if named else ("{tmp}/pong6.pt@Pong",)
-    return Case("robustness_report", (*agent, *argv, "--no-progress", *_out(argv, out)), message)
+    return Case("robustness_report", (*agent, *argv, "--quiet", *_out(argv, out)), message)
 
 
 def _out(argv: tuple[str, ...], out: bool) -> tuple[str, ...]:
@@ -52,11 +54,11 @@ def _out(argv: tuple[str, ...], out: bool) -> tuple[str, ...]:
 
 SAP_CASES = [
     # numbers: non-finite, out of range, not numbers at all
-    sap("--lambdas", "nan", message="--lambdas: must be a finite number"),
-    sap("--lambdas", "1", "inf", message="--lambdas: must be a finite number"),
-    sap("--lambdas", "-1", message="--lambdas: must lie in [0, 255]"),
-    sap("--lambdas", "256", message="--lambdas: must lie in [0, 255]"),
-    sap("--lambdas", "8/0", message="--lambdas: not a number or fraction"),
+    sap("--eps", "nan", message="--eps: must be a finite number"),
+    sap("--eps", "1", "inf", message="--eps: must be a finite number"),
+    sap("--eps", "-1", message="--eps: must lie in [0, 255]"),
+    sap("--eps", "256", message="--eps: must lie in [0, 255]"),
+    sap("--eps", "8/0", message="--eps: not a number or fraction"),
     sap("--episodes", "0", message="--episodes: must be an integer in [1, 1024]"),
     sap("--episodes", "-3", message="--episodes: must be an integer in [1, 1024]"),
     sap("--episodes", "5000", message="--episodes: must be an integer in [1, 1024]"),
@@ -64,13 +66,13 @@ SAP_CASES = [
     sap("--sap-frac", "1e9", message="--sap-frac: must lie in (0, 100]"),
     sap("--sap-frac", "0", message="--sap-frac: must lie in (0, 100]"),
     sap("--sap-frac", "nan", message="--sap-frac: must be a finite number"),
-    sap("--sap-passes", "0", message="--sap-passes: must be an integer >= 1"),
+    sap("--samples", "0", message="--samples: must be an integer >= 1"),
     sap("--mc-samples", "-1", message="--mc-samples: must be an integer >= 1"),
     sap("--eot-samples", "0", message="--eot-samples: must be an integer >= 1"),
     sap("--pgd-steps", "0", message="--pgd-steps: must be an integer >= 1"),
     sap("--max-episode-steps", "0", message="--max-episode-steps: must be an integer >= 1"),
     sap("--seed", "-1", message="--seed: must be an integer in [0, 4294967295]"),
-    sap("--torch-threads", "-1", message="--torch-threads: must be an integer in [0, 4096]"),
+    sap("--threads", "-1", message="--threads: must be an integer in [0, 4096]"),
     sap("--device", "gpu", message="--device: not a torch device: 'gpu'"),
     sap("--device", "meta", message="--device: unsupported device 'meta'"),
     sap("--attack", "cw", message="--attack: invalid choice: 'cw'"),
@@ -82,7 +84,7 @@ SAP_CASES = [
     sap("{tmp}/four.pt", "--games", "Pong", message="scores 4 actions but Pong has 6: it is not an agent for Pong"),
     sap("{tmp}/pong6.pt", "--games", "Pong", "Breakout", message="scores 6 actions but Breakout has 4"),
     sap("{tmp}/pong6.pt", message="cannot tell which game"),
-    sap("--logdir", "{tmp}/no_runs", message="no agent given and no training run", agent=False),
+    sap("--runs", "{tmp}/no_runs", message="no agent given and no training run", agent=False),
     sap("{tmp}/pong6.pt", "{tmp}/pong6.pt", "--games", "Pong", message="the same agent weights are given twice"),
     # output folders and conflicting flags
     sap("--out", "{tmp}/outfile", message="exists and is not a folder"),
@@ -93,28 +95,29 @@ SAP_CASES = [
 ]
 
 ATTACK_CASES = [
-    attack("--lambdas", "0", message="--lambdas: must lie in (0, 255]"),
-    attack("--lambdas", "nan", message="--lambdas: must be a finite number"),
-    attack("--lambdas", "300", message="--lambdas: must lie in (0, 255]"),
-    attack("--lambdas=-inf", message="--lambdas: must be a finite number"),
+    attack("--eps", "0", message="--eps: must lie in (0, 255]"),
+    attack("--eps", "nan", message="--eps: must be a finite number"),
+    attack("--eps", "300", message="--eps: must lie in (0, 255]"),
+    attack("--eps=-inf", message="--eps: must be a finite number"),
     attack("--episodes", "0", message="--episodes: must be an integer in [1, 1024]"),
-    attack("--max-steps", "0", message="--max-steps: must be an integer >= 1"),
-    attack("--max-steps", "2.5", message="--max-steps: not an integer"),
+    attack("--max-episode-steps", "0", message="--max-episode-steps: must be an integer >= 1"),
+    attack("--max-episode-steps", "2.5", message="--max-episode-steps: not an integer"),
     attack("--pgd-steps", "-2", message="--pgd-steps: must be an integer >= 1"),
     attack("--seed", "1.5", message="--seed: not an integer"),
     attack("--device", "tpu", message="--device: not a torch device: 'tpu'"),
     attack("--attacks", "cw", message="--attacks: invalid choice: 'cw'"),
     attack("--perturb", "oldest", message="--perturb: invalid choice: 'oldest'"),
     attack("--game", "Pongg", message="unknown Atari game 'Pongg'"),
-    attack("--agent", "{tmp}/missing.pt", message="agent file not found"),
-    attack("--agent", "{tmp}/folder", message="is a folder, not an agent file"),
-    attack("--agent", "{tmp}/notes.txt", message="cannot read agent checkpoint"),
-    attack("--agent", "{tmp}/four.pt", message="four.pt scores 4 actions but Pong has 6"),
-    attack("--agent", "{tmp}/pong6.pt", "--game", "Breakout", message="scores 6 actions but Breakout has 4"),
+    attack("{tmp}/missing.pt", message="agent file not found"),
+    attack("{tmp}/folder", message="is a folder, not an agent file"),
+    attack("{tmp}/notes.txt", message="cannot read agent checkpoint"),
+    attack("{tmp}/four.pt", message="four.pt scores 4 actions but Pong has 6"),
+    attack("{tmp}/pong6.pt", "--game", "Breakout", message="scores 6 actions but Breakout has 4"),
     attack("--sb3", "{tmp}/missing.zip", message="agent file not found"),
-    attack("--agent", "{tmp}/pong6.pt", "--sb3", "{tmp}/x.zip", message="not allowed with argument --agent"),
-    attack("--agent", "{tmp}/pong6.pt", "--random-agent", message="not allowed with argument --agent"),
-    attack("--game", "Bowling", "--agent", "{tmp}/four.pt", message="scores 4 actions but Bowling has 6"),
+    attack("{tmp}/pong6.pt", "--sb3", "{tmp}/x.zip", message="AGENT and --sb3 exclude each other"),
+    attack("{tmp}/pong6.pt", "--random-agent", message="AGENT and --random-agent exclude each other"),
+    attack("--agent", "{tmp}/pong6.pt", "--random-agent", message="AGENT and --random-agent exclude each other"),
+    attack("{tmp}/four.pt", "--game", "Bowling", message="scores 4 actions but Bowling has 6"),
     attack("--out", "{tmp}/outfile", message="exists and is not a folder"),
     attack("--out", "{tmp}/taken", message="already holds results of another run"),
     attack("--out", "{tmp}/taken", "--resume", message="other settings"),
@@ -125,16 +128,16 @@ REPORT_CASES = [
     # protocols, attacks and budgets (on the protocol's scale)
     report("--protocol", "atari", message="unknown protocol 'atari'; choose one of sa-dqn, nature, sap-paper"),
     report("--attacks", "pgd", "cw", message="unknown attack 'cw'; choose from noise, fgsm, iterative, pgd"),
-    report("--budgets", "-0.01", message="budgets must be finite and > 0"),
-    report("--budgets=-1/255", message="budgets must be finite and > 0"),
-    report("--budgets", "0", message="budgets must be finite and > 0"),
-    report("--budgets", "nan", message="--budgets: must be a finite number"),
-    report("--budgets", "1/255", "inf", message="--budgets: must be a finite number"),
-    report("--budgets", "1/0", message="--budgets: not a number or fraction"),
-    report("--budgets", "3", message="3 looks like the 0-255 scale (write 3/255)"),
-    report("--protocol", "nature", "--budgets", "8", message="the nature protocol takes eps on [0, 1]-scaled"),
-    report("--protocol", "sap-paper", "--budgets", "0.01", message="0.01 looks like the [0, 1] scale (write 2.55)"),
-    report("--protocol", "sap-paper", "--budgets", "300", message="[1, 255], got 300"),
+    report("--eps", "-0.01", message="budgets must be finite and > 0"),
+    report("--eps=-1/255", message="budgets must be finite and > 0"),
+    report("--eps", "0", message="budgets must be finite and > 0"),
+    report("--eps", "nan", message="--eps: must be a finite number"),
+    report("--eps", "1/255", "inf", message="--eps: must be a finite number"),
+    report("--eps", "1/0", message="--eps: not a number or fraction"),
+    report("--eps", "3", message="3 looks like the 0-255 scale (write 3/255)"),
+    report("--protocol", "nature", "--eps", "8", message="the nature protocol takes eps on [0, 1]-scaled"),
+    report("--protocol", "sap-paper", "--eps", "0.01", message="0.01 looks like the [0, 1] scale (write 2.55)"),
+    report("--protocol", "sap-paper", "--eps", "300", message="[1, 255], got 300"),
     # other numbers
     report("--episodes", "0", message="--episodes: must be an integer in [1, 1024]"),
     report("--episodes", "2.5", message="--episodes: not an integer"),
@@ -142,7 +145,7 @@ REPORT_CASES = [
     report("--sap-frac", "0", message="--sap-frac: must lie in (0, 100]"),
     report("--sap-frac", "nan", message="--sap-frac: must be a finite number"),
     report("--seed", "-1", message="--seed: must be an integer in [0, 4294967295]"),
-    report("--torch-threads", "-1", message="--torch-threads: must be an integer in [0, 4096]"),
+    report("--threads", "-1", message="--threads: must be an integer in [0, 4096]"),
     report("--device", "gpu", message="--device: not a torch device: 'gpu'"),
     # games and agent files
     report("{tmp}/pong6.pt@Pongg", message="unknown Atari game 'Pongg'; did you mean Pong"),
@@ -169,8 +172,8 @@ SHARED_CASES = [
     sap(str(PPO / "breakout_ppo_state_dict.pt"), "--games", "Pong", message="scores 4 actions but Pong has 6"),
     sap(str(DQN), "--games", "Breakout", message="scores 6 actions but Breakout has 4"),
     sap(str(DQN), "--games", "Pong", "--sap-frac", "1", "1e9", message="--sap-frac: must lie in (0, 100]"),
-    attack("--agent", str(PPO / "pong_ppo_state_dict.pt"), "--game", "Breakout", message="Breakout has 4"),
-    attack("--agent", str(PPO / "breakout_ppo_state_dict.pt"), message="scores 4 actions but Pong has 6"),
+    attack(str(PPO / "pong_ppo_state_dict.pt"), "--game", "Breakout", message="Breakout has 4"),
+    attack(str(PPO / "breakout_ppo_state_dict.pt"), message="scores 4 actions but Pong has 6"),
     report(f"{PPO / 'breakout_ppo_state_dict.pt'}@Pong", message="scores 4 actions but Pong has 6"),
 ]
 

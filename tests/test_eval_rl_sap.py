@@ -1,5 +1,6 @@
-"""scripts/eval_rl_sap.py: a short real run on a random agent, the table's arithmetic, reproducibility, a run
-stopped by SIGTERM that resumes to the same table, and the SAP fraction's bound (bad input: test_corpus_rl_eval)."""
+"""The eval-sap job (agents/jobs/eval_rl_sap.py): a short real run on a random agent, the table's arithmetic,
+reproducibility, a run stopped by SIGTERM that resumes to the same table, and the SAP fraction's bound (bad input:
+test_corpus_rl_eval)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import json
 import math
 import os
 import signal
-import sys
 import zipfile
 from pathlib import Path
 
@@ -17,12 +17,9 @@ import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-
-import eval_rl_sap
-
 from agents.evaluation import Agent, GameEvaluation, PlayResult, prepare_agent
 from agents.evaluation.stats import standard_error
+from agents.jobs import eval_rl_sap
 from agents.networks import NeurIPSQNetwork
 from agents.sap_evaluation import (
     EvalSettings,
@@ -42,8 +39,8 @@ from wrappers.evaluation import first_episodes, greedy_policy
 
 pytestmark = pytest.mark.usefixtures(one_torch_thread.__name__)
 
-TINY = ["--episodes", "2", "--max-episode-steps", "8", "--lambdas", "0", "2", "--no-progress"]
-TINY += ["--sap-passes", "2", "--mc-samples", "2", "--eot-samples", "2", "--pgd-steps", "2"]
+TINY = ["--episodes", "2", "--max-episode-steps", "8", "--eps", "0", "2", "--quiet"]
+TINY += ["--samples", "2", "--mc-samples", "2", "--eot-samples", "2", "--pgd-steps", "2"]
 TINY_SETTINGS = {"episodes": 2, "max_episode_steps": 8, "lambdas": (0, 2), "sap_passes": 2, "mc_samples": 2}
 TINY_SETTINGS |= {"eot_samples": 2, "pgd_steps": 2, "progress": False}
 
@@ -71,7 +68,7 @@ def fake_run(logdir: Path, game: str = "Pong") -> Path:
 def test_latest_run_end_to_end_writes_every_output_into_a_fresh_run_folder(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the default output folder is relative: runs/eval_rl_sap/<agent>-<stamp>
     run = fake_run(tmp_path / "runs")
-    paths = eval_rl_sap.main([*TINY, "--logdir", "runs"])
+    paths = eval_rl_sap.main([*TINY, "--runs", "runs"])
     printed = capsys.readouterr().out
     assert f"evaluating the most recent training run under runs/: {Path('runs') / run.name}" in printed
     out = paths["csv"].parent
@@ -194,7 +191,7 @@ def interrupt_at(monkeypatch, play_number: int) -> list:
 
 def test_sigterm_keeps_finished_plays_and_resume_gives_the_uninterrupted_table(tmp_path, capsys, monkeypatch):
     agent = save_state(tmp_path / "pong.pt")
-    argv = [str(agent), "--games", "Pong", *TINY, "--lambdas", "2", "--max-episode-steps", "5"]
+    argv = [str(agent), "--games", "Pong", *TINY, "--eps", "2", "--max-episode-steps", "5"]
     whole, stopped = tmp_path / "whole", tmp_path / "stopped"
     eval_rl_sap.main([*argv, "--out", str(whole)])
     interrupt_at(monkeypatch, 3)

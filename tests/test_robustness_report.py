@@ -1,7 +1,7 @@
-"""scripts/robustness_report.py end to end on a random Pong-sized agent: every output file, rows that name the
-agent's sha256 and the protocol, a run stopped by SIGTERM that resumes to the same table, folders it must not
-write into, and the same table from two processes under torchrun (bad input: test_corpus_rl_eval.py; the engine:
-test_evaluation_engine.py)."""
+"""The robustness-report job (agents/jobs/robustness_report.py) end to end on a random Pong-sized agent: every
+output file, rows that name the agent's sha256 and the protocol, a run stopped by SIGTERM that resumes to the same
+table, folders it must not write into, and the same table from two processes under torchrun (bad input:
+test_corpus_rl_eval.py; the engine: test_evaluation_engine.py)."""
 
 from __future__ import annotations
 
@@ -19,11 +19,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-
-import robustness_report
-
 from agents.evaluation import GameEvaluation
+from agents.jobs import robustness_report
 from agents.networks import NeurIPSQNetwork
 from rlrobust.runs import INTERRUPTED_STATUS
 from tests.test_wrappers_fixtures import one_torch_thread
@@ -31,8 +28,8 @@ from tests.test_wrappers_fixtures import one_torch_thread
 pytestmark = pytest.mark.usefixtures(one_torch_thread.__name__)
 
 REPO = Path(__file__).resolve().parents[1]
-SMALL = ["--episodes", "2", "--max-frames", "200", "--budgets", "1/255", "--attacks", "fgsm", "pgd-timed"]
-SMALL += ["--torch-threads", "1", "--no-progress", "--device", "cpu"]
+SMALL = ["--episodes", "2", "--max-frames", "200", "--eps", "1/255", "--attacks", "fgsm", "pgd-timed"]
+SMALL += ["--threads", "1", "--quiet", "--device", "cpu"]
 CELLS = 3  # clean, FGSM and timed PGD at one budget
 
 
@@ -111,7 +108,7 @@ def test_sigterm_keeps_finished_cells_and_resume_gives_the_same_table(whole, tmp
     interrupt_at(monkeypatch, 3)  # the clean play and FGSM finish; the timed attack is stopped
     assert robustness_report.main([*whole.argv, "--out", str(stopped)]) == INTERRUPTED_STATUS
     err = capsys.readouterr().err
-    assert "Interrupted: 2 finished cells kept" in err
+    assert "Interrupted: 2 cells finished, kept in" in err
     assert f"{whole.agent}@Pong" in err and f"--out {stopped} --resume" in err
     assert len(json.loads((stopped / "cells.json").read_text())["cells"]) == 2
     partial = json.loads((stopped / "results.json").read_text())

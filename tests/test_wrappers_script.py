@@ -1,27 +1,24 @@
-"""scripts/attack_policy.py: a tiny real run end to end, a fresh run folder per job, results keyed by the agent
-file's content (not its path), resuming, and a run stopped by Ctrl-C (bad input: tests/test_corpus_rl_eval.py)."""
+"""The attack-policy job (agents/jobs/attack_policy.py): a tiny real run end to end, a fresh run folder per job,
+results keyed by the agent file's content (not its path), resuming, and a run stopped by Ctrl-C (bad input:
+tests/test_corpus_rl_eval.py)."""
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-
-import attack_policy
-
 from agents.actor_critic import ActorCritic
+from agents.jobs import attack_policy
 from rlrobust.files import sha256_of
 from rlrobust.runs import INTERRUPTED_STATUS
 from tests.test_wrappers_fixtures import one_torch_thread
 
 pytestmark = pytest.mark.usefixtures(one_torch_thread.__name__)
 
-SMOKE = ["--episodes", "2", "--max-steps", "6", "--lambdas", "2", "--no-progress"]
+SMOKE = ["--episodes", "2", "--max-episode-steps", "6", "--eps", "2", "--quiet"]
 
 
 def save_agent(path: Path, seed: int) -> Path:
@@ -51,7 +48,7 @@ def test_script_writes_tables_plot_and_a_fresh_folder_per_run(tmp_path, capsys, 
 
 def test_results_are_keyed_by_the_agent_files_content_not_its_path(tmp_path, capsys, monkeypatch):
     agent, out = save_agent(tmp_path / "agent.pt", seed=0), tmp_path / "out"
-    argv = ["--agent", str(agent), *SMOKE, "--attacks", "fgsm", "--out", str(out)]
+    argv = [str(agent), *SMOKE, "--attacks", "fgsm", "--out", str(out)]
     attack_policy.main(argv)
     first = json.loads((out / "results.json").read_text())
     assert {r["agent_sha256"] for r in first} == {sha256_of(agent)}
@@ -93,7 +90,7 @@ def test_ctrl_c_keeps_finished_settings_and_resume_completes_the_table(tmp_path,
     monkeypatch.setattr(attack_policy.GameEvaluation, "run", stop_at_the_third)
     assert attack_policy.main(argv) == INTERRUPTED_STATUS
     err = capsys.readouterr().err
-    assert "Interrupted: 2 finished settings kept" in err and f"--out {out} --resume" in err
+    assert "Interrupted: 2 of 3 settings finished, kept in" in err and f"--out {out} --resume" in err
     partial = json.loads((out / "results.json").read_text())
     assert [r["attack"] for r in partial] == ["clean", "fgsm"]
     assert "PARTIAL TABLE: interrupted after 2 of 3 settings" in (out / "results.md").read_text()

@@ -1,4 +1,4 @@
-"""Train a Double DQN on an Atari game with the SAP paper's recipe (every default is the paper's; see --help).
+"""Train a Double DQN on an Atari game with the SAP paper's recipe: every default is the paper's (see --help).
 
     rlrobust train-ddqn --game Bowling                                 # the full recipe: 100M agent steps
     rlrobust train-ddqn --game Bowling --total-steps 10000 --learning-starts 1000 \\
@@ -118,7 +118,7 @@ def _flag_type(field: str, default: object):
 def resume_folder_alias(argv: Sequence[str]) -> list[str]:
     """The old ``--resume RUN_DIR`` (or ``--resume=RUN_DIR``) as the new ``--out RUN_DIR --resume``, with a note.
 
-    >>> resume_folder_alias(["--resume", "runs/a", "--total-steps", "9"])  # doctest: +SKIP
+    >>> resume_folder_alias(["--resume", "runs/a", "--total-steps", "9"])
     ['--out', 'runs/a', '--resume', '--total-steps', '9']
     """
     words, new = list(argv), []
