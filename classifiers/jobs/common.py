@@ -52,21 +52,13 @@ def add_data_flags(
     parser.add_argument("--images", type=cli.count(1), help="use the first N images (default: all)")
 
 
-def parse_flags(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
-    """``argv`` parsed, with the run flags checked (``--resume`` needs ``--out``)."""
-    args = parser.parse_args(argv)
-    cli.check_output_flags(parser, args)
-    return args
-
-
 def setup(args: argparse.Namespace) -> torch.device:
     """Seed torch, set the thread count and return the (already checked) device.
 
     ``--device cuda:N`` also becomes the current CUDA device, so that libraries which place work on "the" GPU
     (torch-fidelity's ``cuda=True``, a bare ``torch.cuda.synchronize()``) use GPU N, not GPU 0.
     """
-    if args.threads:  # 0: torch's default
-        torch.set_num_threads(args.threads)
+    cli.use_threads(args.threads)
     torch.manual_seed(args.seed)
     chosen = torch.device(args.device)
     if chosen.type == "cuda" and chosen.index is not None:

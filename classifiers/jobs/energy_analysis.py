@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The flags, checked against each other."""
     parser = build_parser()
-    args = common.parse_flags(parser, argv)
+    args = cli.parse_checked(parser, argv)
     if not args.model and not args.training_runs:
         parser.error("give --model (energies under attack) and/or --training-runs (energy curves of training runs)")
     if args.eps > args.scale:

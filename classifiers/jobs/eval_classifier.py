@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The flags, checked against each other."""
     parser = build_parser()
-    args = common.parse_flags(parser, argv)
+    args = cli.parse_checked(parser, argv)
     if any(e > args.scale for e in args.eps):
         parser.error(f"--eps must lie in [0, {args.scale:g}] (the --scale)")
     if args.iterative_step > args.scale:

@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = common.parse_flags(build_parser(), argv)
+    args = cli.parse_checked(build_parser(), argv)
     if args.inception_weights is not None:  # fail before the sampling, not after it
         check_inception_weights(args.inception_weights)
         import_torch_fidelity()

@@ -90,7 +90,7 @@ def add_budgets(parser: argparse.ArgumentParser, flag: str, default: list[float]
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = common.parse_flags(build_parser(), argv)
+    args = cli.parse_checked(build_parser(), argv)
     variants = [parse_variant(t) for t in args.models or DEFAULT_MODELS + (ADV_MODELS if args.adv_model else [])]
     settings = grid_settings(args)
     device = common.setup(args)

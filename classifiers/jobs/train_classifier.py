@@ -25,8 +25,6 @@ import shlex
 import sys
 from pathlib import Path
 
-import torch
-
 from classifiers.training import (
     METHODS,
     PRESETS,
@@ -79,10 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The flags, checked (``--resume`` needs ``--out``)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    cli.check_output_flags(parser, args)
-    return args
+    return cli.parse_checked(build_parser(), argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,8 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     config = make_config(args.method, args.preset, **overrides)
     if args.out is None:  # a fresh folder per run, so that no run lands in another's
         config.out_dir = str(fresh_run_dir("runs/classifier", f"{config.dataset}-{config.method}-seed{config.seed}"))
-    if args.threads:  # 0: torch's default
-        torch.set_num_threads(args.threads)
+    cli.use_threads(args.threads)
     try:
         summary = train(config, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
     except KeyboardInterrupt as stop:
