@@ -1,7 +1,8 @@
-"""WEAT's energy lens: how attacks and adversarial training move a classifier's energies.
-The job is :mod:`classifiers.jobs.energy_analysis`; ``--help`` lists its flags."""
+"""WEAT's energy lens on a classifier: the job ``classifiers.jobs.energy_analysis``
+(= ``rlrobust energy-analysis``; see --help)."""
 
-from classifiers.jobs.energy_analysis import USER_ERRORS, main, run  # noqa: F401 (for callers that load this file)
+from classifiers.jobs.energy_analysis import main
+from rlrobust.cli import run_main
 
 if __name__ == "__main__":
-    run()
+    run_main(main)

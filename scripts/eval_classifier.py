@@ -1,7 +1,8 @@
-"""Evaluate a classifier's robustness: clean accuracy and attacks over budgets.
-The job is :mod:`classifiers.jobs.eval_classifier`; ``--help`` lists its flags."""
+"""Evaluate a classifier's robustness over budgets: the job ``classifiers.jobs.eval_classifier``
+(= ``rlrobust eval-classifier``; see --help)."""
 
-from classifiers.jobs.eval_classifier import USER_ERRORS, main, run  # noqa: F401 (for callers that load this file)
+from classifiers.jobs.eval_classifier import main
+from rlrobust.cli import run_main
 
 if __name__ == "__main__":
-    run()
+    run_main(main)

@@ -1,7 +1,8 @@
-"""Generate images from a (robust) classifier read as an energy-based model.
-The job is :mod:`classifiers.jobs.generate`; ``--help`` lists its flags."""
+"""Generate images from a classifier read as an energy-based model: the job ``classifiers.jobs.generate``
+(= ``rlrobust generate``; see --help)."""
 
-from classifiers.jobs.generate import USER_ERRORS, main, run  # noqa: F401 (for callers that load this file)
+from classifiers.jobs.generate import main
+from rlrobust.cli import run_main
 
 if __name__ == "__main__":
-    run()
+    run_main(main)

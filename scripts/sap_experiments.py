@@ -1,7 +1,8 @@
-"""The SAP paper's image experiments: accuracy against the FGSM budget, calibration.
-The job is :mod:`classifiers.jobs.sap_experiments`; ``--help`` lists its flags."""
+"""The SAP paper's image experiments: the job ``classifiers.jobs.sap_experiments``
+(= ``rlrobust sap-experiments``; see --help)."""
 
-from classifiers.jobs.sap_experiments import USER_ERRORS, main, run  # noqa: F401 (for callers that load this file)
+from classifiers.jobs.sap_experiments import main
+from rlrobust.cli import run_main
 
 if __name__ == "__main__":
-    run()
+    run_main(main)

@@ -1,7 +1,8 @@
-"""Train an image classifier with one of the papers' methods and recipes.
-The job is :mod:`classifiers.jobs.train_classifier`; ``--help`` lists its flags."""
+"""Train an image classifier with one of the papers' methods: the job ``classifiers.jobs.train_classifier``
+(= ``rlrobust train-classifier``; see --help)."""
 
-from classifiers.jobs.train_classifier import USER_ERRORS, main, run  # noqa: F401 (for callers that load this file)
+from classifiers.jobs.train_classifier import main
+from rlrobust.cli import run_main
 
 if __name__ == "__main__":
-    run()
+    run_main(main)

@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from classifiers.data import ImageDataset
-from classifiers.jobs.common import run_main
 from classifiers.models import CHECKPOINT_FORMAT, build_model
+from rlrobust.cli import run_main
 
 REPO = Path(__file__).resolve().parents[1]
 #: The scripts' subprocesses run on one thread: small models on a shared CPU run fastest that way.

@@ -197,7 +197,7 @@ def test_command_line_autoattack_square_and_fab_t_record_every_setting(checkpoin
     assert worst["robust_accuracy"] <= min(r["robust_accuracy"] for r in rows if r["eps_255"] == 8)
     record = json.loads((out / "run.json").read_text())["settings"]
     assert (record["version"], record["square_queries"], record["square_restarts"]) == ("standard", 10, 2)
-    assert (record["fab_steps"], record["fab_restarts"], record["rand_eot"]) == (2, 1, 20)
+    assert (record["fab_steps"], record["fab_restarts"], record["rand_eot_samples"]) == (2, 1, 20)
 
 
 def test_command_line_rejects_a_class_count_mismatch(checkpoint_and_data, tmp_path):

@@ -245,7 +245,7 @@ def test_bad_input_gives_clear_errors(cifar_dir, tmp_path, tiny_arch):
 def test_command_line_reports_errors_without_a_traceback(tmp_path):
     result = subprocess.run(
         [sys.executable, str(REPO / "scripts/train_classifier.py"), "--method", "trades", "--dataset", "cifar10",
-         "--data-dir", str(tmp_path), "--out-dir", str(tmp_path / "out")],
+         "--data-dir", str(tmp_path), "--out", str(tmp_path / "out")],
         capture_output=True, text=True, cwd=tmp_path, env=SUBPROCESS_ENV, timeout=120,
     )  # fmt: skip
     assert result.returncode != 0
@@ -269,7 +269,7 @@ def test_torchrun_ddp_on_cpu_with_gloo(cifar_dir, tmp_path):
         str(REPO / "scripts/train_classifier.py"), "--method", "trades", "--dataset", "cifar10",
         "--data-dir", str(cifar_dir), "--arch", "resnet20", "--epochs", "1", "--batch-size", "32", "--lr", "0.05",
         "--holdout-size", "16", "--attack-steps", "2", "--eval-steps", "2", "--select-from-epoch", "1",
-        "--device", "cpu", "--quiet", "--schedule", "constant", "--out-dir", str(tmp_path),
+        "--device", "cpu", "--quiet", "--schedule", "constant", "--out", str(tmp_path),
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -381,7 +381,7 @@ def test_sigterm_keeps_the_last_epoch_exits_130_and_the_run_resumes(
     script = load_script("train_classifier")
     argv = ["--method", "standard", "--dataset", "cifar10", "--data-dir", str(cifar_dir), "--arch", "tiny_cnn",
             "--epochs", "3", "--batch-size", "16", "--holdout-size", "16", "--eval-steps", "1",
-            "--schedule", "constant", "--select-from-epoch", "1", "--quiet", "--out-dir", str(tmp_path)]  # fmt: skip
+            "--schedule", "constant", "--select-from-epoch", "1", "--quiet", "--out", str(tmp_path)]  # fmt: skip
     real_evaluate = trainer_module.evaluate_holdout
     calls = []
 

@@ -32,6 +32,11 @@ JOBS = [
     Job("attack-policy", "agents.jobs.attack_policy"),
     Job("robustness-report", "agents.jobs.robustness_report", ("agent.pt@Pong",)),
     Job("demo-core", "agents.jobs.demo_core"),
+    Job("train-classifier", "classifiers.jobs.train_classifier", ("--method", "standard")),
+    Job("eval-classifier", "classifiers.jobs.eval_classifier", ("--model", "m.pt")),
+    Job("sap-experiments", "classifiers.jobs.sap_experiments", ("--model", "m.pt")),
+    Job("energy-analysis", "classifiers.jobs.energy_analysis", ("--model", "m.pt")),
+    Job("generate", "classifiers.jobs.generate", ("--model", "m.pt")),
 ]
 
 #: Old names: if a job offers one at all, it must be a hidden alias.
@@ -86,10 +91,14 @@ CANONICAL = {
 @pytest.mark.parametrize("job", JOBS, ids=lambda j: j.name)
 def test_the_shared_flags_follow_the_convention(job: Job) -> None:
     parser = parser_of(job)
-    offered = {flag: cli.find_action(parser, flag) for flag in CANONICAL if flag in parser._option_string_actions}
+    hidden = cli.hidden_aliases(parser)  # an old name kept for one release is no offer of the flag's new meaning
+    offered = {
+        flag: cli.find_action(parser, flag)
+        for flag in CANONICAL
+        if flag in parser._option_string_actions and flag not in hidden
+    }
     wrong = sorted(flag for flag, action in offered.items() if not CANONICAL[flag](action))
     assert not wrong, f"{job.name}: {wrong} do not follow the convention"
-    hidden = cli.hidden_aliases(parser)
     visible_old = [name for name in OLD_NAMES if name in parser._option_string_actions and name not in hidden]
     assert not visible_old, f"{job.name} still offers {visible_old} as flags of their own"
 
@@ -127,7 +136,7 @@ def test_every_hidden_alias_parses_as_its_new_name_with_a_note(job: Job, old: st
     assert old_args == new_args
     assert note.startswith(f"note: {old} is now ") and "the old name goes in the next release" in note
     assert note.count("\n") == 1 and not quiet
-    assert not re.search(rf"{re.escape(old)}\b", parser.format_help()), f"{old} shows in {job.name} --help"
+    assert not re.search(rf"{re.escape(old)}(?![\w-])", parser.format_help()), f"{old} shows in {job.name} --help"
 
 
 @pytest.mark.parametrize("job", JOBS, ids=lambda j: j.name)

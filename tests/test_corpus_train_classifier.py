@@ -18,9 +18,9 @@ from tests.corpus import Case, run_case
 def case(
     *flags: str, message: str, method: str | None = "standard", dataset: str | None = "synthetic", out: str = "{out}"
 ) -> Case:
-    """``flags`` first (so that they name the case), then the method, dataset and ``--out-dir``."""
+    """``flags`` first (so that they name the case), then the method, dataset and ``--out``."""
     base = (*(("--method", method) if method else ()), *(("--dataset", dataset) if dataset else ()))
-    return Case("train_classifier", (*flags, *base, "--out-dir", out), message)
+    return Case("train_classifier", (*flags, *base, "--out", out), message)
 
 
 @pytest.fixture(autouse=True)
@@ -111,7 +111,7 @@ CASES = [
     case("--train-size", "300", "--holdout-size", "300", message="holdout_size 300 leaves no training"),
     case("--epochs", "1", "--max-batches", "2", "--schedule", "onecycle", message="onecycle needs at least 3 batches"),
     # contradictory run flags
-    case("--resume", "--overwrite", message="--resume and --overwrite contradict each other"),
+    case("--resume", "--overwrite", message="--overwrite: not allowed with argument --resume"),
 ]
 
 
@@ -120,7 +120,7 @@ def test_bad_input_is_refused_with_one_line(case, tmp_path, capsys):
     run_case(case, tmp_path, capsys)
 
 
-# --- cases that need a folder prepared first (their --out-dir is not {out}, which must stay empty) ---------------
+# --- cases that need a folder prepared first (their --out is not {out}, which must stay empty) ---------------
 
 
 def _earlier_run(folder: Path) -> None:

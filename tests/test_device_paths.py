@@ -16,6 +16,7 @@ tests/test_robustness_report.py::test_two_processes_under_torchrun_give_the_sing
 from __future__ import annotations
 
 import ast
+import importlib
 import importlib.util
 import os
 import re
@@ -406,20 +407,20 @@ def commands() -> list[Path]:
 
 
 def device_commands() -> list[Path]:
-    """The commands that take ``--device``: named in their source, through the shared flags (rlrobust.cli's
-    add_runtime_flags, agents/jobs/common.py's add_run_flags, the classifier half's), or from a config field
-    (train_classifier, train_ddqn); :func:`test_every_command_with_a_device_flag_is_checked` keeps this exact."""
-    shared = r"add_common_flags\(|add_runtime_flags\(|add_run_flags\(|add_config_flags\("
-    pattern = re.compile(rf'"--device"|f\.name == "device"|{shared}')
-    return [path for path in commands() if pattern.search(_source(path))]
-
-
-def _source(path: Path) -> str:
-    """The command's source, with that of the job module a thin ``scripts/`` caller imports (``x.jobs.y``)."""
-    text = path.read_text()
-    for job in re.findall(r"^from (\w+\.jobs\.\w+) import", text, flags=re.M):
-        text += Path(importlib.util.find_spec(job).origin).read_text()
-    return text
+    """The commands that take ``--device``: a job's parser has it (``scripts/`` callers), or a benchmark names it in
+    its source or has a config field ``device``; :func:`test_every_command_with_a_device_flag_is_checked` keeps this
+    exact."""
+    pattern = re.compile(r'"--device"|f\.name == "device"')
+    found = []
+    for path in commands():
+        job = re.search(r"^from (\w+\.jobs\.\w+) import", path.read_text(), flags=re.M)
+        if job:  # a thin caller: ask its job's parser
+            offered = "--device" in importlib.import_module(job.group(1)).build_parser()._option_string_actions
+        else:
+            offered = bool(pattern.search(path.read_text()))
+        if offered:
+            found.append(path)
+    return found
 
 
 def _entry(path: Path, monkeypatch):

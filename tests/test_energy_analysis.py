@@ -87,8 +87,9 @@ def test_command_line_end_to_end(tmp_path):
     runs = [fake_run(tmp_path / "pgd_at", "pgd_at", *PGD_AT), fake_run(tmp_path / "trades", "trades", *TRADES)]
     out = tmp_path / "out"
     result = fx.run_script(
-        "energy_analysis.py", "--model", model, "--dataset", "synthetic", "--images", "4", "--steps", "2",
-        "--apgd-steps", "2", "--target-classes", "2", "--runs", *runs, "--threads", "1", "--out", out, cwd=tmp_path,
+        "energy_analysis.py", "--model", model, "--dataset", "synthetic", "--images", "4", "--pgd-steps", "2",
+        "--apgd-steps", "2", "--target-classes", "2", "--training-runs", *runs, "--threads", "1", "--out", out,
+        cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     for name in ("energy_shift.csv", "energy_shift.json", "energy_shift.md", "energy_curves.md"):
@@ -104,7 +105,7 @@ def test_command_line_end_to_end(tmp_path):
 
 
 def test_command_line_errors_are_clear(tmp_path):
-    result = fx.run_script("energy_analysis.py", "--runs", tmp_path, cwd=tmp_path)
+    result = fx.run_script("energy_analysis.py", "--training-runs", tmp_path, cwd=tmp_path)
     fx.assert_clean_error(result, "error:", "no metrics.csv")
     assert "give --model" in fx.script_error("energy_analysis.py")
     assert "--eps: must lie in (0, 255]" in fx.script_error("energy_analysis.py", "--model", "x.pt", "--eps", "0")

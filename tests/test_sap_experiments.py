@@ -149,9 +149,9 @@ def test_command_line_end_to_end(tmp_path):
     out = tmp_path / "out"
     result = fx.run_script(
         "sap_experiments.py", "--model", model, "--models", "dense", "SAP:1.0", "--dataset", "synthetic",
-        "--images", "4", "--samples", "2", "--mc-samples", "2", "--lambdas", "0", "2",
-        "--iterative-lambdas", "0", "1", "--iterative-mc", "2", "--adaptive-lambdas", "8", "--adaptive-steps", "1",
-        "--adaptive-eot", "2", "--square-queries", "20", "--rand-steps", "2", "--rand-eot", "2", "--bins", "4",
+        "--images", "4", "--samples", "2", "--fgsm-eot-samples", "2", "--eps", "0", "2", "--iterative-eps", "0",
+        "1", "--iterative-eot-samples", "2", "--adaptive-eps", "8", "--pgd-steps", "1", "--eot-samples", "2",
+        "--square-queries", "20", "--apgd-steps", "2", "--rand-eot-samples", "2", "--bins", "4",
         "--threads", "1", "--out", out, cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
@@ -181,7 +181,7 @@ def test_command_line_errors_are_one_clear_line(tmp_path):
         (("--model", model, "--models", "adv"), "--adv-model"),
         (("--model", tmp_path / "missing.pt"), "checkpoint not found"),
         (("--model", model, "--samples", "0"), "--samples: must be an integer >= 1"),
-        (("--model", model, "--lambdas", "300"), "--lambdas: must lie in [0, 255]"),
+        (("--model", model, "--eps", "300"), "--eps: must lie in [0, 255]"),
     ):
         assert message in fx.script_error("sap_experiments.py", *args, *common)
 
@@ -197,8 +197,8 @@ def test_an_interrupted_grid_keeps_its_cells_and_resumes_to_the_same_table(tmp_p
     model = fx.write_checkpoint(tmp_path / "tiny.pt")
     argv = [
         "--model", str(model), "--models", "dense", "SAP:1.0", "--dataset", "synthetic", "--images", "2",
-        "--samples", "2", "--mc-samples", "2", "--lambdas", "0", "2", "--iterative-lambdas", "0",
-        "--adaptive-lambdas", "8", "--adaptive-steps", "1", "--adaptive-eot", "2", "--adaptive-attacks", "eot-pgd",
+        "--samples", "2", "--fgsm-eot-samples", "2", "--eps", "0", "2", "--iterative-eps", "0",
+        "--adaptive-eps", "8", "--pgd-steps", "1", "--eot-samples", "2", "--adaptive-attacks", "eot-pgd",
         "--bins", "4", "--quiet", "--device", "cpu",
     ]  # fmt: skip
     assert script.main([*argv, "--out", str(tmp_path / "whole")]) == 0

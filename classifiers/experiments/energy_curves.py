@@ -41,7 +41,7 @@ def read_run(run_dir: str | Path) -> RunCurves:
     run_dir = Path(run_dir)
     path = run_dir / "metrics.csv"
     if not path.is_file():
-        raise FileNotFoundError(f"no metrics.csv in {run_dir}: give the --out-dir of a scripts/train_classifier.py run")
+        raise FileNotFoundError(f"no metrics.csv in {run_dir}: give the --out of a train_classifier run")
     with path.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     if not rows or NAT not in rows[0] or ADV not in rows[0]:

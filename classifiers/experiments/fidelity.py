@@ -22,8 +22,9 @@ INSTALL_HINT = (
 )
 
 
-class MetricsUnavailable(ImportError):
-    """IS/FID cannot be computed here: the message says what to install."""
+class MetricsUnavailable(ModuleNotFoundError):
+    """IS/FID cannot be computed here: the message says what to install (a user error: one line on the command
+    line, as :data:`rlrobust.cli.USER_ERRORS` has every missing module)."""
 
 
 def check_inception_weights(path: str | Path) -> Path:

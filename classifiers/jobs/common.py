@@ -1,12 +1,12 @@
-"""What the classifier jobs share: checked device, seed, threads and output flags, loading a model with its data, each
-job's own run folder (claimed, locked, recorded in run.json), and turning expected errors into one ``error: ...`` line
-instead of a traceback."""
+"""What the classifier jobs share: the run flags of :mod:`rlrobust.cli` (checked device, seed, threads, output
+folder), the data flags, loading a model with its data, and each job's own run folder (claimed, locked, recorded in
+run.json)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -17,9 +17,7 @@ from torch import nn
 from classifiers.data import DATASETS, ImageDataset, dataset_spec, load_dataset
 from classifiers.evaluation.cells import clear_cells
 from classifiers.models import load_classifier
-from rlrobust.cli import USER_ERRORS as CORE_USER_ERRORS
-from rlrobust.cli import count, device
-from rlrobust.cli import run_main as run_cli
+from rlrobust import cli
 from rlrobust.files import sha256_of
 from rlrobust.runs import (
     INTERRUPTED_STATUS,
@@ -30,42 +28,28 @@ from rlrobust.runs import (
     write_run_record,
 )
 
-#: Errors a user can cause (bad file, data or setting, a missing optional library); one line by :func:`run_main`.
-USER_ERRORS = (*CORE_USER_ERRORS, ImportError)
-MAX_SEED = 2**63 - 1
+MAX_SEED = 2**63 - 1  # torch's seeds; these jobs draw no numpy numbers
 #: Flags that do not change a job's results, so a resume may change them.
 NOT_SETTINGS = ("out", "resume", "overwrite", "quiet", "threads", "device")
 
 
 def add_common_flags(parser: argparse.ArgumentParser, job: str) -> None:
-    """``--device``, ``--seed``, ``--threads``, ``--out``, ``--resume``, ``--overwrite`` and ``--quiet``."""
-    parser.add_argument("--device", type=device, default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--seed", type=count(0, MAX_SEED), default=0)
-    parser.add_argument("--threads", type=count(1, 4096), help="torch CPU threads (default: torch's choice)")
-    parser.add_argument(
-        "--out", type=Path, help=f"folder for tables and figures (default: a new runs/{job}/<model>-<time>)"
+    """The shared ``--out`` (``--resume``, ``--overwrite``), ``--device``, ``--seed``, ``--threads`` and
+    ``--quiet`` of :mod:`rlrobust.cli`, with their hidden old names."""
+    cli.add_output_flags(
+        parser, job, out_help=f"folder for tables and figures (default: a new runs/{job}/<model>-<time>)"
     )
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out (same settings)")
-    parser.add_argument("--overwrite", action="store_true", help="replace the results of the run in --out")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    cli.add_runtime_flags(parser, seed_max=MAX_SEED)
 
 
-def add_data_flags(parser: argparse.ArgumentParser, default: str = "cifar10-shared") -> None:
+def add_data_flags(
+    parser: argparse.ArgumentParser, default: str = "cifar10-shared", split_help: str = "default: the test split"
+) -> None:
     """``--dataset``, ``--data-dir``, ``--split`` and ``--images`` (the first N images)."""
     parser.add_argument("--dataset", default=default, choices=sorted(DATASETS))
     parser.add_argument("--data-dir", type=Path, help="folder of the dataset's files (shared data: default)")
-    parser.add_argument("--split", help="default: the dataset's test split")
-    parser.add_argument("--images", type=count(1), help="use the first N images (default: all)")
-
-
-def parse_flags(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
-    """``argv`` parsed, with the run flags checked: ``--resume`` needs ``--out`` and excludes ``--overwrite``."""
-    args = parser.parse_args(argv)
-    if args.resume and args.overwrite:
-        parser.error("--resume and --overwrite exclude each other")
-    if args.resume and args.out is None:
-        parser.error("--resume needs --out, the folder of the run to continue")
-    return args
+    parser.add_argument("--split", help=split_help)
+    parser.add_argument("--images", type=cli.count(1), help="use the first N images (default: all)")
 
 
 def setup(args: argparse.Namespace) -> torch.device:
@@ -74,8 +58,7 @@ def setup(args: argparse.Namespace) -> torch.device:
     ``--device cuda:N`` also becomes the current CUDA device, so that libraries which place work on "the" GPU
     (torch-fidelity's ``cuda=True``, a bare ``torch.cuda.synchronize()``) use GPU N, not GPU 0.
     """
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    cli.use_threads(args.threads)
     torch.manual_seed(args.seed)
     chosen = torch.device(args.device)
     if chosen.type == "cuda" and chosen.index is not None:
@@ -141,8 +124,3 @@ def interrupted(out: Path) -> int:
     print(f"interrupted: the results in {out} are incomplete; run the same command with --resume --out {out} to redo "
           "it there", file=sys.stderr)  # fmt: skip
     return INTERRUPTED_STATUS
-
-
-def run_main(main: Callable[[], object]) -> None:
-    """Run a script's ``main``; a user error (a missing optional library included) ends it with one ``error:`` line."""
-    run_cli(main, USER_ERRORS)

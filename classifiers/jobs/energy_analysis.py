@@ -2,11 +2,11 @@
 
     python scripts/energy_analysis.py --model $SHARED/cifar10_robust_models/alpha-beta-CROWN/resnet4b.pth \
         --model $SHARED/cifar10_models/akamaster_pytorch_resnet_cifar10/resnet20-12fca82f.th --images 500
-    python scripts/energy_analysis.py --runs runs/pgd_at runs/trades        # curves from training logs
+    python scripts/energy_analysis.py --training-runs runs/pgd_at runs/trades   # curves from training logs
 
 With ``--model`` (repeatable): histograms of ``E(x)`` and ``E(x, y)`` for natural images and their untargeted (PGD,
 APGD-T) and targeted (PGD toward a random wrong class) adversarial versions, and a table of the mean shifts (the
-paper: untargeted attacks lower ``E(x)``, targeted ones raise it). With ``--runs`` (run folders of
+paper: untargeted attacks lower ``E(x)``, targeted ones raise it). With ``--training-runs`` (run folders of
 scripts/train_classifier.py): natural and adversarial energy against the epoch with the three phases marked, and the
 runs' energy gaps side by side (TRADES against PGD-AT). Writes energy_shift.*, energy_<model>.png, energy_curves.*
 and energy_curves.png, with run.json, under ``--out`` (default: a new runs/energy_analysis/<model>-<time>; a folder
@@ -23,24 +23,29 @@ from classifiers.experiments.energy_curves import curve_rows, plot_curves, read_
 from classifiers.experiments.energy_lens import KINDS, LensSettings, measure_energies, plot_histograms, summary_rows
 from classifiers.experiments.figures import write_scalars
 from classifiers.jobs import common
-from rlrobust.cli import count, real
+from rlrobust import cli
 from rlrobust.reporting import write_tables
 
 JOB = "energy_analysis"
-USER_ERRORS = common.USER_ERRORS
 
 
 def build_parser() -> argparse.ArgumentParser:
     """This job's flags."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = cli.job_parser(__doc__)
     parser.add_argument("--model", type=Path, action="append", default=[], help="a model file (repeatable)")
-    parser.add_argument("--runs", type=Path, nargs="+", default=[], help="training run folders (metrics.csv)")
+    parser.add_argument(
+        "--training-runs", type=Path, nargs="+", default=[], metavar="RUN",
+        help="run folders of train_classifier (their metrics.csv)",
+    )  # fmt: skip
+    cli.alias(parser, "--runs", "--training-runs")  # --runs is the shared flag of the folder runs are made in
     parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS, help="inputs to compare")
-    parser.add_argument("--eps", type=real(0, 255, low_open=True), default=8.0, help="L-inf budget, 0-255 scale")
-    parser.add_argument("--steps", type=count(1), default=20, help="PGD steps (untargeted and targeted)")
-    parser.add_argument("--apgd-steps", type=count(1), default=50)
-    parser.add_argument("--target-classes", type=count(1), default=3, help="APGD-T's wrong classes tried in turn")
-    parser.add_argument("--batch-size", type=count(1), default=128)
+    cli.add_budget_flag(parser, "L-inf, on --scale", 8.0, high=255, low_open=True, many=False)
+    parser.add_argument(
+        "--scale", type=cli.real(1, 255), default=255.0, choices=[1.0, 255.0], help="255: pixel units; 1: [0, 1]"
+    )
+    cli.add_steps_flags(parser, pgd_steps=20, apgd_steps=50, pgd_aliases=("--steps",))
+    cli.add_count_flag(parser, "--target-classes", 3, "APGD-T's wrong classes tried in turn")
+    cli.add_count_flag(parser, "--batch-size", 128, "images per batch")
     common.add_data_flags(parser)
     common.add_common_flags(parser, JOB)
     return parser
@@ -49,16 +54,18 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The flags, checked against each other."""
     parser = build_parser()
-    args = common.parse_flags(parser, argv)
-    if not args.model and not args.runs:
-        parser.error("give --model (energies under attack) and/or --runs (energy curves of training runs)")
+    args = cli.parse_checked(parser, argv)
+    if not args.model and not args.training_runs:
+        parser.error("give --model (energies under attack) and/or --training-runs (energy curves of training runs)")
+    if args.eps > args.scale:
+        parser.error(f"--eps must lie in (0, {args.scale:g}] (the --scale)")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     device = common.setup(args)
-    runs = [read_run(path) for path in args.runs]
+    runs = [read_run(path) for path in args.training_runs]
     data, models = None, []
     if args.model:
         data = common.load_data(args).to(device)
@@ -70,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     extra = {"data": data.name, "image_count": len(data)} if data is not None else {}
     settings = common.run_settings(args, **ids, **extra)
     inputs = {f"model{i}": path for i, (path, _, _) in enumerate(models)}
-    inputs.update({f"run{i}": path / "metrics.csv" for i, path in enumerate(args.runs)})
+    inputs.update({f"run{i}": path / "metrics.csv" for i, path in enumerate(args.training_runs)})
     stem = args.model[0].stem if args.model else "runs"
     with common.run_folder(args, JOB, stem, settings, inputs) as out:
         try:
@@ -90,19 +97,20 @@ def main(argv: list[str] | None = None) -> int:
 def analyse_models(args: argparse.Namespace, out: Path, data, models: list) -> None:
     """Energies of natural and attacked images under each model: table (rows naming the model), histograms."""
     settings = LensSettings(
-        eps=args.eps / 255,
-        steps=args.steps,
+        eps=args.eps / args.scale,
+        steps=args.pgd_steps,
         apgd_steps=args.apgd_steps,
         target_classes=args.target_classes,
         batch_size=args.batch_size,
     )
+    budget = f"{args.eps:g}/255" if args.scale == 255 else f"{args.eps:g}"
     rows = []
     for path, model, facts in models:
         energies = measure_energies(model, data, args.kinds, settings, seed=args.seed, progress=not args.quiet)
         rows += [{**r, **facts} for r in summary_rows(energies, path.name)]
         plot_histograms(energies, out / f"energy_{path.stem}.png", title=f"{path.name}, {len(data)} images")
     notes = (
-        f"{len(data)} images of {data.name}; L-inf eps {args.eps:g}/255; PGD {args.steps} steps of eps/4 with a random "
+        f"{len(data)} images of {data.name}; L-inf eps {budget}; PGD {args.pgd_steps} steps of eps/4 with a random "
         f"start; APGD-T {args.apgd_steps} steps over {args.target_classes} target classes; pgd-targeted descends "
         f"cross-entropy toward a random wrong class. E(x) = -logsumexp f(x); E(x,y) with the true label. Shifts are "
         f"against the natural images; 'share E(x) raised' counts images whose E(x) went up. Seed {args.seed}."
@@ -112,8 +120,3 @@ def analyse_models(args: argparse.Namespace, out: Path, data, models: list) -> N
     write_scalars(out, rows, lambda r: f"energy/{r['model']}", "E(x) mean", lambda r: KINDS.index(r["input"]))
     print(paths["md"].read_text())
     print(f"Histograms: {out}/energy_*.png")
-
-
-def run(argv: list[str] | None = None) -> None:
-    """The command line: :func:`main`, a user error ending it with one ``error: ...`` line and status 2."""
-    common.run_main(lambda: main(argv))

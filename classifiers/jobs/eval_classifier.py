@@ -5,7 +5,7 @@ stochastic models (e.g. with SAP inserted) and transfer attacks from another mod
     python scripts/eval_classifier.py --model runs/classifier/best_robust.pt --dataset cifar10 --data-dir data \
         --attacks pgd apgd-ce apgd-dlr apgd-t --eps 8 --scale 255
     python scripts/eval_classifier.py --model resnet20-12fca82f.th --attacks fgsm iterative \
-        --eps 0 1 2 4 8 16 32 64 --sap 1.0 --samples 100 --eot 10       # the SAP paper's table, adaptively
+        --eps 0 1 2 4 8 16 32 64 --sap 1.0 --samples 100 --eot-samples 10      # the SAP paper's table, adaptively
     python scripts/eval_classifier.py --model sap_target.pt --transfer-from dense.pt --attacks pgd --eps 8
     python scripts/eval_classifier.py --model resnet4b.pth --attacks autoattack --version standard --eps 2 8
     python scripts/eval_classifier.py --model resnet20-12fca82f.th --sap 1.0 --samples 20 --attacks autoattack square \
@@ -35,56 +35,52 @@ from classifiers.evaluation.cells import TensorCells
 from classifiers.evaluation.plots import plot_accuracy_vs_budget
 from classifiers.evaluation.robustness import CLEAN, run_cells, table_rows
 from classifiers.jobs import common
+from rlrobust import cli
 from rlrobust.attacks.autoattack import VERSIONS
-from rlrobust.cli import count, real
 from rlrobust.reporting import pivot, write_tables
 from rlrobust.sap import insert_sap
 
 JOB = "eval_classifier"
-USER_ERRORS = common.USER_ERRORS
 
 
 def build_parser() -> argparse.ArgumentParser:
     """This job's flags."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = cli.job_parser(__doc__)
     parser.add_argument("--model", type=Path, required=True, help="training checkpoint, akamaster .th or shared model")
     common.add_data_flags(parser)
     parser.add_argument("--attacks", nargs="+", default=["fgsm", "pgd"], choices=ATTACK_NAMES)
-    parser.add_argument("--eps", type=real(0, 255), nargs="+", default=[0, 1, 2, 4, 8], help="budgets on --scale")
+    cli.add_budget_flag(parser, "L-inf, on --scale", [0, 1, 2, 4, 8], high=255)
     parser.add_argument(
-        "--scale", type=real(1, 255), default=255.0, choices=[1.0, 255.0], help="255: pixel units; 1: [0, 1]"
+        "--scale", type=cli.real(1, 255), default=255.0, choices=[1.0, 255.0], help="255: pixel units; 1: [0, 1]"
     )
     parser.add_argument(
-        "--iterative-step", type=real(0, 255, low_open=True), default=1.0, help="step of the iterative attack"
+        "--iterative-step", type=cli.real(0, 255, low_open=True), default=1.0, help="step of the iterative attack"
     )
-    parser.add_argument("--pgd-steps", type=count(1), default=20)
-    parser.add_argument("--pgd-step-frac", type=real(0, 2, low_open=True), default=0.25, help="PGD step / eps")
-    parser.add_argument("--restarts", type=count(1), default=1, help="PGD restarts")
-    parser.add_argument("--apgd-steps", type=count(1), default=100)
-    parser.add_argument("--apgd-restarts", type=count(1), default=1)
-    parser.add_argument(
-        "--apgd-targets", type=count(1), default=9, help="target classes of apgd-t, fab-t and autoattack"
-    )
-    parser.add_argument("--fab-steps", type=count(1), default=100, help="steps of fab-t per target class")
-    parser.add_argument("--fab-restarts", type=count(1), default=1, help="restarts of fab-t")
-    parser.add_argument(
-        "--square-queries", type=count(1), default=5000, help="queries of square and of autoattack's Square"
-    )
-    parser.add_argument("--square-restarts", type=count(1), default=1, help="restarts of square")
+    cli.add_steps_flags(parser, pgd_steps=20, apgd_steps=100)
+    parser.add_argument("--pgd-step-frac", type=cli.real(0, 2, low_open=True), default=0.25, help="PGD step / eps")
+    cli.add_count_flag(parser, "--restarts", 1, "PGD restarts")
+    cli.add_count_flag(parser, "--apgd-restarts", 1, "APGD restarts")
+    cli.add_count_flag(parser, "--apgd-targets", 9, "target classes of apgd-t, fab-t and autoattack")
+    cli.add_count_flag(parser, "--fab-steps", 100, "steps of fab-t per target class")
+    cli.add_count_flag(parser, "--fab-restarts", 1, "restarts of fab-t")
+    cli.add_count_flag(parser, "--square-queries", 5000, "queries of square and of autoattack's Square")
+    cli.add_count_flag(parser, "--square-restarts", 1, "restarts of square")
     parser.add_argument(
         "--version", default="standard", choices=VERSIONS, help="AutoAttack version of --attacks autoattack"
     )
+    cli.add_count_flag(
+        parser, "--rand-eot-samples", 20, "passes per gradient of autoattack --version rand, as AutoAttack's",
+        aliases=("--rand-eot",),
+    )  # fmt: skip
     parser.add_argument(
-        "--rand-eot", type=count(1), default=20, help="EOT passes of autoattack --version rand (AutoAttack: 20)"
-    )
-    parser.add_argument(
-        "--sap", type=real(0, 10, low_open=True), help="insert SAP with this fraction (1.0 = SAP-100) into the target"
+        "--sap",
+        type=cli.real(0, 10, low_open=True),
+        help="insert SAP with this fraction (1.0 = SAP-100) into the target",
     )
     parser.add_argument("--sap-sampling", default="exact", choices=["exact", "independent"])
-    parser.add_argument("--samples", type=count(1), default=1, help="passes per prediction (mean softmax)")
-    parser.add_argument("--eot", type=count(1), default=1, help="passes per attack gradient (EOT)")
+    cli.add_pass_flags(parser, 1, 1, eot_aliases=("--eot",))
     parser.add_argument("--transfer-from", type=Path, help="compute the attacks on this model instead")
-    parser.add_argument("--batch-size", type=count(1), default=256)
+    cli.add_count_flag(parser, "--batch-size", 256, "images per batch")
     common.add_common_flags(parser, JOB)
     return parser
 
@@ -92,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The flags, checked against each other."""
     parser = build_parser()
-    args = common.parse_flags(parser, argv)
+    args = cli.parse_checked(parser, argv)
     if any(e > args.scale for e in args.eps):
         parser.error(f"--eps must lie in [0, {args.scale:g}] (the --scale)")
     if args.iterative_step > args.scale:
@@ -148,13 +144,13 @@ def evaluation_settings(args: argparse.Namespace) -> EvaluationSettings:
         apgd_steps=args.apgd_steps,
         apgd_restarts=args.apgd_restarts,
         apgd_targets=args.apgd_targets,
-        eot=args.eot,
+        eot=args.eot_samples,
         fab_steps=args.fab_steps,
         fab_restarts=args.fab_restarts,
         square_queries=args.square_queries,
         square_restarts=args.square_restarts,
         version=args.version,
-        rand_eot=args.rand_eot,
+        rand_eot=args.rand_eot_samples,
     )
 
 
@@ -173,8 +169,8 @@ def write_outputs(
         f"start, {args.restarts} restart(s); APGD: {args.apgd_steps} steps, {args.apgd_restarts} restart(s); "
         f"APGD-T and FAB-T: {args.apgd_targets} target classes; FAB-T: {args.fab_steps} steps, {args.fab_restarts} "
         f"restart(s); Square: {args.square_queries} queries, {args.square_restarts} restart(s); AutoAttack version "
-        f"{args.version} (rand: EOT over {args.rand_eot} passes); "
-        f"predictions: mean softmax of {args.samples} pass(es); gradients: EOT over {args.eot} pass(es); seed "
+        f"{args.version} (rand: EOT over {args.rand_eot_samples} passes); "
+        f"predictions: mean softmax of {args.samples} pass(es); gradients: EOT over {args.eot_samples} pass(es); seed "
         f"{args.seed}."
         + (f" Attacks computed on {args.transfer_from} (transfer)." if args.transfer_from else "")
         + "".join(f" Note: {n}." for n in data.notes)
@@ -196,8 +192,3 @@ def write_outputs(
             writer.add_scalar(f"robust_accuracy/{r['attack']}", r["robust_accuracy"], round(r["eps_255"]))
     print(paths["md"].read_text())
     print(f"Results: {paths['csv']}, {paths['json']}, {paths['md']}; plot: {png}")
-
-
-def run(argv: list[str] | None = None) -> None:
-    """The command line: :func:`main`, a user error ending it with one ``error: ...`` line and status 2."""
-    common.run_main(lambda: main(argv))

@@ -34,17 +34,17 @@ from classifiers.experiments.sampling import (
     stacked,
 )
 from classifiers.jobs import common
+from rlrobust import cli
 from rlrobust.cli import count, real
 from rlrobust.reporting import atomic_write_text, write_tables
 
 JOB = "generate"
-USER_ERRORS = common.USER_ERRORS
 
 
 def build_parser() -> argparse.ArgumentParser:
     """This job's flags."""
     defaults = SamplerSettings()
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = cli.job_parser(__doc__)
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--classes", type=count(0), nargs="+", help="class indices (default: all)")
     parser.add_argument("--per-class", type=count(1, 100_000), default=defaults.per_class, help="samples per class")
@@ -61,13 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-fit-images", type=count(2), default=defaults.max_fit_images, help="PCA images per class")
     parser.add_argument("--inception-weights", type=Path, help="torch-fidelity's Inception file: adds IS and FID")
     parser.add_argument("--reference-images", type=count(1), default=10000, help="FID reference images (first N)")
-    common.add_data_flags(parser)
+    common.add_data_flags(parser, split_help="default: the training split, else the test split")
     common.add_common_flags(parser, JOB)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = common.parse_flags(build_parser(), argv)
+    args = cli.parse_checked(build_parser(), argv)
     if args.inception_weights is not None:  # fail before the sampling, not after it
         check_inception_weights(args.inception_weights)
         import_torch_fidelity()
@@ -129,8 +129,3 @@ def write_outputs(args: argparse.Namespace, out: Path, model, train, results, id
     else:
         print("IS/FID not computed: pass --inception-weights weights-inception-2015-12-05-6726825d.pth to add them.")
     print(f"Samples: {out}/samples.pt; grids: {out}/class_*.png; table: {paths['md']}")
-
-
-def run(argv: list[str] | None = None) -> None:
-    """The command line: :func:`main`, a user error ending it with one ``error: ...`` line and status 2."""
-    common.run_main(lambda: main(argv))

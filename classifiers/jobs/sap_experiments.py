@@ -4,8 +4,8 @@ model, the iterative attack) and adaptive ones (EOT-PGD; on SAP also Square and 
 ($SHARED: ../shared/data)
 
     python scripts/sap_experiments.py --model $SHARED/cifar10_models/akamaster_pytorch_resnet_cifar10/resnet20-*.th
-    python scripts/sap_experiments.py --model dense.pt --adv-model adv.pt --samples 100 --mc-samples 1 10 100 1000
-    python scripts/sap_experiments.py --model dense.pt --models dense SAP:1.0 --lambdas 0 1 2 4 --samples 10
+    python scripts/sap_experiments.py --model dense.pt --adv-model adv.pt --samples 100 --fgsm-eot-samples 1 10 100 1000
+    python scripts/sap_experiments.py --model dense.pt --models dense SAP:1.0 --eps 0 1 2 4 --samples 10
 
 Models are written ``dense``, ``adv`` or ``[adv+]DEFENCE:VALUE`` (``SAP:1.0`` is SAP-100; ``DRO:0.1``, ``RNA:0.1``,
 ``RSA:0.1``, ``RNW:0.01``, ``RSW:0.1``, ``DWP:0.5``, ``SWP:1.0``). Budgets are lambda on the 0-255 scale. Writes under
@@ -38,49 +38,59 @@ from classifiers.experiments.sap_grid import (
 )
 from classifiers.experiments.variants import build_variant, parse_variant
 from classifiers.jobs import common
-from rlrobust.cli import count, real
+from rlrobust import cli
 from rlrobust.reporting import pivot, write_tables
 
 JOB = "sap_experiments"
-USER_ERRORS = common.USER_ERRORS
 DEFAULT_MODELS = ["dense", "SAP:0.5", "SAP:1.0", "SAP:2.0", "DRO:0.1", "RNA:0.1", "RSA:0.1", "RNW:0.01", "RSW:0.1"]
 DEFAULT_MODELS += ["DWP:0.5", "SWP:1.0"]
 ADV_MODELS = ["adv", "adv+SAP:1.0"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """This job's flags."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    budget = real(0, 255)
+    """This job's flags: every budget is lambda on the 0-255 scale (the paper's), fractions allowed."""
+    parser = cli.job_parser(__doc__)
     parser.add_argument("--model", type=Path, required=True, help="the dense model (checkpoint, akamaster .th, ...)")
     parser.add_argument("--adv-model", type=Path, help="the adversarially trained model (adds ADV and ADV+SAP-100)")
     parser.add_argument("--models", nargs="+", help=f"variants (default: {' '.join(DEFAULT_MODELS)} [+ adv ones])")
-    parser.add_argument("--lambdas", type=budget, nargs="+", default=list(PAPER_LAMBDAS), help="FGSM budgets, 0-255")
-    parser.add_argument("--samples", type=count(1), default=100, help="m: passes per prediction of a stochastic model")
-    parser.add_argument("--mc-samples", type=count(1), nargs="+", default=[100], help="n of the Monte-Carlo FGSM")
-    parser.add_argument("--iterative-lambdas", type=budget, nargs="*", default=[0, 1, 2, 4])
-    parser.add_argument("--iterative-step", type=real(0, 255, low_open=True), default=1.0, help="k, 0-255")
-    parser.add_argument("--iterative-mc", type=count(1), default=10, help="passes per iterative gradient on SAP")
-    parser.add_argument("--adaptive-lambdas", type=budget, nargs="*", default=[2, 8], help="EOT-PGD budgets, 0-255")
-    parser.add_argument("--adaptive-steps", type=count(1), default=10)
-    parser.add_argument("--adaptive-eot", type=count(1), default=10, help="passes per EOT-PGD gradient")
+    cli.add_budget_flag(parser, "lambda of the FGSM attacks, 0-255 scale", list(PAPER_LAMBDAS), high=255,
+                        aliases=("--lambdas",))  # fmt: skip
+    cli.add_pass_flags(parser, 100, 10, eot_aliases=("--adaptive-eot",))  # EOT-PGD's and Square's passes
+    add_budgets(parser, "--iterative-eps", [0, 1, 2, 4], "lambda of the iterative attack", "--iterative-lambdas")
+    parser.add_argument("--iterative-step", type=cli.real(0, 255, low_open=True), default=1.0, help="k, 0-255 scale")
+    cli.add_count_flag(parser, "--iterative-eot-samples", 10, "passes per gradient of the iterative attack on SAP",
+                       aliases=("--iterative-mc",))  # fmt: skip
+    parser.add_argument(
+        "--fgsm-eot-samples", type=cli.count(1), nargs="+", default=[100], metavar="N",
+        help="n of the Monte-Carlo FGSM (passes per gradient), one attack per n",
+    )  # fmt: skip
+    cli.alias(parser, "--mc-samples", "--fgsm-eot-samples")
+    add_budgets(parser, "--adaptive-eps", [2, 8], "lambda of the adaptive attacks", "--adaptive-lambdas")
+    cli.add_steps_flags(parser, pgd_steps=10, apgd_steps=100, pgd_aliases=("--adaptive-steps",))
+    cli.alias(parser, "--rand-steps", "--apgd-steps")  # AutoAttack-rand's APGD
     parser.add_argument(
         "--adaptive-attacks", nargs="+", choices=ADAPTIVE_ATTACKS, default=list(ADAPTIVE_ATTACKS),
         help="adaptive attacks (square and autoattack-rand: on the SAP variants)",
     )  # fmt: skip
-    parser.add_argument("--square-queries", type=count(1), default=5000, help="Square's queries (AutoAttack: 5000)")
-    parser.add_argument("--rand-steps", type=count(1), default=100, help="AutoAttack-rand's APGD steps (100)")
-    parser.add_argument("--rand-eot", type=count(1), default=20, help="AutoAttack-rand's passes per gradient (20)")
+    cli.add_count_flag(parser, "--square-queries", 5000, "Square's queries, as AutoAttack's")
+    cli.add_count_flag(parser, "--rand-eot-samples", 20, "AutoAttack-rand's passes per gradient, as AutoAttack's",
+                       aliases=("--rand-eot",))  # fmt: skip
     parser.add_argument("--sap-sampling", default="exact", choices=["exact", "independent"])
-    parser.add_argument("--bins", type=count(1, 1000), default=10, help="confidence bins of the calibration")
-    parser.add_argument("--batch-size", type=count(1), default=100)
+    parser.add_argument("--bins", type=cli.count(1, 1000), default=10, help="confidence bins of the calibration")
+    cli.add_count_flag(parser, "--batch-size", 100, "images per batch")
     common.add_data_flags(parser)
     common.add_common_flags(parser, JOB)
     return parser
 
 
+def add_budgets(parser: argparse.ArgumentParser, flag: str, default: list[float], help: str, old: str) -> None:
+    """A list of budgets (0-255 scale, fractions allowed, possibly none) under ``flag``, hidden alias ``old``."""
+    parser.add_argument(flag, type=cli.real(0, 255), nargs="*", default=default, metavar="EPS", help=f"{help}, 0-255")
+    cli.alias(parser, old, flag)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = common.parse_flags(build_parser(), argv)
+    args = cli.parse_checked(build_parser(), argv)
     variants = [parse_variant(t) for t in args.models or DEFAULT_MODELS + (ADV_MODELS if args.adv_model else [])]
     settings = grid_settings(args)
     device = common.setup(args)
@@ -115,19 +125,19 @@ def main(argv: list[str] | None = None) -> int:
 def grid_settings(args: argparse.Namespace) -> GridSettings:
     """The grid's settings from the flags."""
     return GridSettings(
-        lambdas=tuple(args.lambdas),
+        lambdas=tuple(args.eps),
         samples=args.samples,
-        mc_samples=tuple(args.mc_samples),
-        iterative_lambdas=tuple(args.iterative_lambdas),
+        mc_samples=tuple(args.fgsm_eot_samples),
+        iterative_lambdas=tuple(args.iterative_eps),
         iterative_step=args.iterative_step,
-        iterative_mc=args.iterative_mc,
-        adaptive_lambdas=tuple(args.adaptive_lambdas),
-        adaptive_steps=args.adaptive_steps,
-        adaptive_eot=args.adaptive_eot,
+        iterative_mc=args.iterative_eot_samples,
+        adaptive_lambdas=tuple(args.adaptive_eps),
+        adaptive_steps=args.pgd_steps,
+        adaptive_eot=args.eot_samples,
         adaptive_attacks=tuple(args.adaptive_attacks),
         square_queries=args.square_queries,
-        rand_steps=args.rand_steps,
-        rand_eot=args.rand_eot,
+        rand_steps=args.apgd_steps,
+        rand_eot=args.rand_eot_samples,
         batch_size=args.batch_size,
         sap_sampling=args.sap_sampling,
     )
@@ -155,10 +165,10 @@ def write_outputs(
         + (f", ADV model {args.adv_model} (sha256 {ids['adv']['model_sha256']})" if args.adv_model else "")
         + f"; {len(data)} images of {data.name}; lambda on the 0-255 scale. Stochastic models: mean softmax of "
         f"{args.samples} passes; SAP sampling {args.sap_sampling}. Iterative: step {args.iterative_step:g}, "
-        f"{args.iterative_mc} passes per gradient on SAP. EOT-PGD: {args.adaptive_steps} steps of 0.25 lambda, random "
-        f"start, {args.adaptive_eot} passes per gradient. On SAP also Square ({args.square_queries} queries, each "
-        f"the mean of {args.adaptive_eot} passes) and AutoAttack-rand (APGD-CE, APGD-DLR: {args.rand_steps} steps, "
-        f"EOT over {args.rand_eot} passes), as --adaptive-attacks asks. ECE with {args.bins} equal-width bins. "
+        f"{args.iterative_eot_samples} passes per gradient on SAP. EOT-PGD: {args.pgd_steps} steps of 0.25 lambda, "
+        f"random start, {args.eot_samples} passes per gradient. On SAP also Square ({args.square_queries} queries, "
+        f"each the mean of {args.eot_samples} passes) and AutoAttack-rand (APGD-CE, APGD-DLR: {args.apgd_steps} steps, "
+        f"EOT over {args.rand_eot_samples} passes), as --adaptive-attacks asks. ECE with {args.bins} equal-width bins. "
         f"Seed {args.seed}; "
         f"{seconds:.0f} s on {args.device}."
         + "".join(f" Note: {n}." for n in data.notes)

@@ -8,11 +8,11 @@
     python scripts/train_classifier.py ... --overwrite                                          # replace a run
 
 ``--method`` picks its paper's preset (standard: sap-dense, adv: sap-adv, others: weat); every other flag overrides
-one field of it. Budgets accept fractions: ``--eps 8/255``; every number is checked against its range
-(``classifiers.training.config.BOUNDS``) before anything runs. Outputs under ``--out-dir``: config.json, run.json
+one field of it. Budgets are on [0, 1] images and accept fractions: ``--eps 8/255``; every number is checked against
+its range (``classifiers.training.config.BOUNDS``) before anything runs. Outputs under ``--out``: config.json, run.json
 (settings, data files' sha256, versions), metrics.csv, tensorboard/, last.pt (every epoch, atomic) and
 best_robust.pt (best PGD accuracy on ``--holdout-size`` images held out of the training split, never test images);
-without ``--out-dir``, a fresh ``runs/classifier/<dataset>-<method>-seed<S>-<stamp>``. A folder holding another
+without ``--out``, a fresh ``runs/classifier/<dataset>-<method>-seed<S>-<stamp>``. A folder holding another
 run is refused unless ``--resume`` or ``--overwrite``; Ctrl-C or SIGTERM stop after keeping the last finished epoch
 (exit status 130); a loss or weight that turns NaN or infinite stops the run before that epoch is saved (exit
 status 1).
@@ -21,7 +21,6 @@ status 1).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import shlex
 import sys
 from pathlib import Path
@@ -36,57 +35,60 @@ from classifiers.training import (
     train,
 )
 from classifiers.training.config import BOUNDS, CHOICES, MILESTONE
-from rlrobust.cli import USER_ERRORS, auto_or_device, run_main
+from rlrobust import cli
 from rlrobust.runs import DIVERGED_STATUS, INTERRUPTED_STATUS, fresh_run_dir
+
+#: Help of the config flags that need words: budgets state their scale ([0, 1] images), steps their role.
+CONFIG_HELP = {
+    "eps": "the training attack's L-inf budget on [0, 1] images (8/255)",
+    "step": "the training attack's step on [0, 1] images",
+    "fgsm_eps": "the ADV method's FGSM budget on [0, 1] images",
+    "eval_eps": "budget of the held-out PGD check that picks best_robust.pt, on [0, 1] images",
+    "eval_step": "step of the held-out PGD check, on [0, 1] images",
+    "eval_steps": "iterations of the held-out PGD check",
+    "attack_steps": "iterations of the training attack",
+    "milestones": "epochs where the multistep schedule decays the rate",
+}
+OUT_FLAGS = ("--out", "--out-dir")  # the run folder's flag and its old name
+#: Config fields set by the shared flags (``--out``, ``--seed``, ``--device``) or by the method.
+NOT_CONFIG_FLAGS = ("method", "preset", "out_dir", "seed", "device")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """This job's flags: the method, the run's own, and one per field of :class:`TrainConfig`."""
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
-    )
+    """This job's flags: the method, the shared run flags, and one per other field of :class:`TrainConfig` (its
+    default: the preset's)."""
+    parser = cli.job_parser(__doc__)
     parser.add_argument("--method", required=True, choices=METHODS)
     parser.add_argument("--preset", choices=sorted(PRESETS), help="recipe to start from (default: the method's paper)")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.pt if it exists")
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace the run in OUT_DIR (its outputs are deleted first)"
+    cli.add_output_flags(
+        parser, "classifier", out_help="run folder (default: a fresh runs/classifier/<dataset>-<method>-seed<S>-<time>)"
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    for f in dataclasses.fields(TrainConfig):
-        if f.name in ("method", "preset"):
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        kind = str(f.type)
-        if kind == "bool":
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
-        elif kind.startswith("list"):
-            parser.add_argument(flag, type=MILESTONE.flag_type(), nargs="*", default=None, metavar="EPOCH")
-        elif kind.startswith(("float", "int")):
-            parser.add_argument(flag, type=BOUNDS[f.name].flag_type(), default=None)  # every number has a range
-        elif f.name == "device":
-            parser.add_argument(flag, type=auto_or_device, default=None, help="auto, cpu, cuda or cuda:N")
-        else:
-            choices = sorted(CHOICES[f.name]) if f.name in CHOICES else None
-            parser.add_argument(flag, default=None, choices=choices)
+    cli.add_runtime_flags(parser, device_default="auto")
+    types = {name: bound.flag_type() for name, bound in BOUNDS.items()}  # every number has a range
+    choices = {name: sorted(options) for name, options in CHOICES.items()}
+    cli.add_config_flags(
+        parser, TrainConfig, help=CONFIG_HELP, types=types, choices=choices, skip=(*NOT_CONFIG_FLAGS, "milestones")
+    )
+    parser.add_argument(  # a list of epochs (add_config_flags would read list[int] as one int)
+        "--milestones", type=MILESTONE.flag_type(), nargs="*", metavar="EPOCH", help=CONFIG_HELP["milestones"]
+    )
     return parser
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The flags."""
-    return build_parser().parse_args(argv)
+    """The flags, checked (``--resume`` needs ``--out``)."""
+    return cli.parse_checked(build_parser(), argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Train; 0 when done, 130 when stopped by Ctrl-C or SIGTERM (with how to resume)."""
     args = parse_args(argv)
-    overrides = {
-        f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if f.name not in ("method", "preset")
-    }
-    if args.resume and args.out_dir is None:
-        raise ValueError("--resume needs --out-dir, the folder of the run to continue")
+    overrides = {k: v for k, v in cli.config_values(args, TrainConfig).items() if k not in ("method", "preset")}
+    overrides["out_dir"] = None if args.out is None else str(args.out)
     config = make_config(args.method, args.preset, **overrides)
-    if args.out_dir is None:  # a fresh folder per run, so that no run lands in another's
+    if args.out is None:  # a fresh folder per run, so that no run lands in another's
         config.out_dir = str(fresh_run_dir("runs/classifier", f"{config.dataset}-{config.method}-seed{config.seed}"))
+    cli.use_threads(args.threads)
     try:
         summary = train(config, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
     except KeyboardInterrupt as stop:
@@ -110,8 +112,8 @@ def _interrupted_message(stop: KeyboardInterrupt, config: TrainConfig, argv: lis
     """What was kept and the command that continues the run."""
     words = list(sys.argv[1:] if argv is None else argv)
     words = [w for w in words if w != "--overwrite"] + ([] if "--resume" in words else ["--resume"])
-    if not any(w == "--out-dir" or w.startswith("--out-dir=") for w in words):
-        words += ["--out-dir", config.out_dir]
+    if not any(w in OUT_FLAGS or w.startswith(tuple(f"{flag}=" for flag in OUT_FLAGS)) for w in words):
+        words += ["--out", config.out_dir]
     command = shlex.join(["python", "scripts/train_classifier.py", *words])
     last = Path(config.out_dir) / "last.pt"
     if isinstance(stop, TrainingInterrupted) and stop.epochs_saved:
@@ -121,8 +123,3 @@ def _interrupted_message(stop: KeyboardInterrupt, config: TrainConfig, argv: lis
     else:
         kept = "no epoch had finished, so nothing is saved yet"
     return f"interrupted: {kept}; continue with: {command}"
-
-
-def run(argv: list[str] | None = None) -> None:
-    """The command line: :func:`main`, a user error ending it with one ``error: ...`` line and status 2."""
-    run_main(lambda: main(argv), USER_ERRORS)
