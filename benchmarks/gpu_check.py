@@ -383,7 +383,7 @@ SIZES: dict[str, tuple[str, str]] = {
         "--total-steps 50000000 --learning-starts 20000 --buffer-size 200000 --exploration-steps 250000 "
         "--num-envs 16 --compile on --log-every 10000",
         "--total-steps 200 --learning-starts 100 --buffer-size 500 --exploration-steps 200 --num-envs 2 "
-        "--compile off --log-every 100 --max-episode-steps 60 --torch-threads 1",
+        "--compile off --log-every 100 --max-episode-steps 60 --threads 1",
     ),
     "at": (
         "--arch resnet18 --epochs 6 --batch-size 128 --holdout-size 1017",
@@ -439,7 +439,7 @@ def plan(smoke: bool, device: str, work: Path) -> list[Part]:
     ddqn = [py, "benchmarks/bench_ddqn.py", "--device", device, "--ours-backend", "ale", "--repeats", "1"]
     classifier = [py, "benchmarks/bench_classifier.py", "--device", device, *sizes("bench-classifier")]
     pong = [py, "scripts/train_ddqn.py", "--game", "Pong", "--device", device, "--vec-backend", "ale"]
-    pong += ["--eval-every", "0", "--checkpoint-every", "0", "--no-progress", *sizes("pong-ddqn")]
+    pong += ["--eval-every", "0", "--checkpoint-every", "0", "--quiet", *sizes("pong-ddqn")]
     at = [py, "scripts/train_classifier.py", "--dataset", "cifar10-shared-split", "--holdout-source", "test"]
     at += ["--select-from-epoch", "1", "--device", device, "--quiet", *sizes("at")]
     demo = {"note": DEMO_NOTE, "skip_reason": shared_cifar_missing}
@@ -462,12 +462,12 @@ def plan(smoke: bool, device: str, work: Path) -> list[Part]:
              (*classifier, "--amp", "off", "--out", str(w["bench-classifier-fp32"])),
              collect=collect_bench_classifier, **box("bench-classifier-fp32")),
         Part("pong-ddqn", "A time-limited Double-DQN run on Pong (3 minutes on a GPU): score and agent steps/s",
-             (*pong, "--logdir", str(w["pong-ddqn"])), collect=collect_ddqn_run, **box("pong-ddqn", True)),
+             (*pong, "--runs", str(w["pong-ddqn"])), collect=collect_ddqn_run, **box("pong-ddqn", True)),
         Part("at-pgd", "PGD-AT on the shared CIFAR-10 images (demonstration)",
-             (*at, "--method", "pgd_at", "--out-dir", str(w["at-pgd"] / "run")), collect=collect_classifier_run,
+             (*at, "--method", "pgd_at", "--out", str(w["at-pgd"] / "run")), collect=collect_classifier_run,
              **demo, **box("at-pgd", True)),
         Part("at-weat", "WEAT (TRADES weighted by energy) on the shared CIFAR-10 images (demonstration)",
-             (*at, "--method", "weat_adv", "--out-dir", str(w["at-weat"] / "run")), collect=collect_classifier_run,
+             (*at, "--method", "weat_adv", "--out", str(w["at-weat"] / "run")), collect=collect_classifier_run,
              **demo, **box("at-weat", True)),
     ]  # fmt: skip
 

@@ -35,6 +35,7 @@ import typing
 import warnings
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
+from types import UnionType
 from typing import Any
 
 #: What a user can cause with a bad flag, file or setting; everything else is a bug and keeps its traceback.
@@ -547,7 +548,8 @@ def add_config_flags(
 
 def _config_flag_kind(name: str, hint: object, types: Mapping, choices: Mapping) -> dict[str, Any]:
     """How a config field of type ``hint`` is read from the command line (argparse keywords)."""
-    kinds = {arg for arg in typing.get_args(hint) if arg is not type(None)} or {hint}
+    optional = typing.get_origin(hint) in (typing.Union, UnionType)  # X | None: read as X
+    kinds = {arg for arg in typing.get_args(hint) if arg is not type(None)} if optional else {hint}
     base = typing.get_origin(next(iter(kinds))) or next(iter(kinds))
     if base is bool:
         return {"action": argparse.BooleanOptionalAction}

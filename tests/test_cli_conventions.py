@@ -9,7 +9,7 @@ import contextlib
 import importlib
 import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -167,3 +167,19 @@ def test_demo_core_old_mc_samples_sets_both_pass_counts(capsys) -> None:
     assert (args.samples, args.eot_samples) == (3, 3)
     assert "--mc-samples is now --samples and --eot-samples" in capsys.readouterr().err
     assert "--mc-samples" not in build_parser().format_help()
+
+
+def test_config_flags_read_optional_numbers_and_lists():
+    """``X | None`` is read as X; ``list[X]`` takes several values, each of the field's checked type."""
+
+    @dataclass
+    class Settings:
+        steps: int | None = None
+        milestones: list[int] = field(default_factory=list)
+
+    parser = argparse.ArgumentParser()
+    cli.add_config_flags(parser, Settings, types={"steps": cli.count(), "milestones": cli.count()})
+    args = parser.parse_args(["--steps", "3", "--milestones", "100", "130"])
+    assert (args.steps, args.milestones) == (3, [100, 130])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--milestones", "100", "0"])

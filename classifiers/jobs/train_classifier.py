@@ -66,12 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     cli.add_runtime_flags(parser, device_default="auto")
     types = {name: bound.flag_type() for name, bound in BOUNDS.items()}  # every number has a range
     choices = {name: sorted(options) for name, options in CHOICES.items()}
-    cli.add_config_flags(
-        parser, TrainConfig, help=CONFIG_HELP, types=types, choices=choices, skip=(*NOT_CONFIG_FLAGS, "milestones")
-    )
-    parser.add_argument(  # a list of epochs (add_config_flags would read list[int] as one int)
-        "--milestones", type=MILESTONE.flag_type(), nargs="*", metavar="EPOCH", help=CONFIG_HELP["milestones"]
-    )
+    types["milestones"] = MILESTONE.flag_type()  # each epoch of the list
+    cli.add_config_flags(parser, TrainConfig, help=CONFIG_HELP, types=types, choices=choices, skip=NOT_CONFIG_FLAGS)
     return parser
 
 
