@@ -30,11 +30,11 @@ from torch import nn
 
 from agents import NatureQNetwork
 from classifiers.data import load_dataset, to_float
-from classifiers.data.shared import shared_data_dir
 from classifiers.models import load_classifier, resnet20
 from rlrobust import cli
 from rlrobust.attacks import fgsm, pgd
 from rlrobust.attacks.autoattack import autoattack_stages, run_stages
+from rlrobust.cli import shared_data_dir
 from rlrobust.files import sha256_of
 from rlrobust.reporting import markdown_table
 from rlrobust.sap import insert_sap

@@ -50,7 +50,7 @@ from wrappers import AdversarialObservation, RandomNoiseObservation
 
 GAME = "Pong"
 FRAME_SKIP = 4  # emulator frames per agent step, in both setups
-SHARED_ATARI = Path(__file__).resolve().parents[2] / "shared/data/atari/rl-policies-attacks-defenses"
+SHARED_ATARI = cli.shared_data_dir() / "atari/rl-policies-attacks-defenses"
 SHARED_PONG = SHARED_ATARI / "pong_ppo_state_dict.pt"
 CELLS = {"clean": None, "noise": "noise", "FGSM": "fgsm", "PGD-10": "pgd"}  # column -> the report's attack name
 

@@ -18,11 +18,11 @@ from classifiers.data.shared import (
     load_cifar10_shared_jpeg,
     load_cifar10_shared_split,
     load_tiny_imagenet_shared,
-    shared_data_dir,
 )
 from classifiers.data.svhn import SVHN_FILES, load_svhn
 from classifiers.data.synthetic import make_synthetic
 from classifiers.data.tiny_imagenet import load_tiny_imagenet
+from rlrobust.cli import shared_data_dir
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ otherwise. There is no training split in any of them.
 
 from __future__ import annotations
 
-import os
 import zipfile
 from pathlib import Path
 
@@ -25,8 +24,8 @@ import torch
 from classifiers.data.dataset import DatasetFilesMissing, ImageDataset
 from classifiers.data.images import decode_rgb
 from classifiers.data.tiny_imagenet import load_tiny_imagenet_val_zip
+from rlrobust.cli import shared_data_dir
 
-REPO = Path(__file__).resolve().parents[2]
 CIFAR_LOSSLESS = "cifar10/cifar10_test_first1017_lossless.npz"
 CIFAR_JPEG = "cifar10/cifar10_test_jpeg_q75.zip"
 TINY_SUBSET = (
@@ -34,11 +33,6 @@ TINY_SUBSET = (
     "tiny_imagenet/val_annotations.txt",
     "tiny_imagenet/wnids.txt",
 )
-
-
-def shared_data_dir() -> Path:
-    """``$RLROBUST_SHARED_DATA`` or ``../shared/data`` beside the repository."""
-    return Path(os.environ.get("RLROBUST_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
 def _require(data_dir: Path, relative: str, what: str) -> Path:
