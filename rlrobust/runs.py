@@ -109,10 +109,14 @@ def remove_outputs(out: Path, names: Sequence[str]) -> None:
             path.unlink(missing_ok=True)
 
 
-def resume_command(script: str, argv: Sequence[str], out: Path, *, first: Sequence[str] = ()) -> str:
-    """The command that continues an interrupted run: ``python <script>``, ``first`` (e.g. the agent files, which
-    also leave ``argv``), the rest of ``argv`` without ``--out``/``--resume``/``--overwrite``, then ``--out <out>
-    --resume``."""
+def resume_command(job: str, argv: Sequence[str], out: Path, *, first: Sequence[str] = ()) -> str:
+    """The command that continues an interrupted run: ``rlrobust <job>`` (the console command every install has),
+    ``first`` (e.g. the agent files, which also leave ``argv``), the rest of ``argv`` without
+    ``--out``/``--resume``/``--overwrite``, then ``--out <out> --resume``.
+
+    >>> resume_command("eval-sap", ["--eps", "0", "2", "--out", "runs/x"], Path("runs/x"))
+    'rlrobust eval-sap --eps 0 2 --out runs/x --resume'
+    """
     rest, skip = [], False
     moved = {str(Path(arg)) for arg in first}
     for arg in argv:
@@ -122,7 +126,7 @@ def resume_command(script: str, argv: Sequence[str], out: Path, *, first: Sequen
             skip = True
         elif not (arg.startswith("--out=") or arg in ("--resume", "--overwrite") or str(Path(arg)) in moved):
             rest.append(arg)
-    return shlex.join(["python", script, *first, *rest, "--out", str(out), "--resume"])
+    return shlex.join(["rlrobust", job, *first, *rest, "--out", str(out), "--resume"])
 
 
 def settings_changes(saved: Mapping[str, Any], current: Mapping[str, Any], *, ignore: Collection[str] = ()) -> str:

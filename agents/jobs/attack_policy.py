@@ -190,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int | None:
         print(f"Victim: {described} (sha256 {(agent.sha256 or 'n/a')[:12]}); output folder: {out}")
         finished, table = attack(args, agent, spec, store, described, out)
     if finished is not None:
-        common.say_interrupted(finished, out, table, resume_command("scripts/attack_policy.py", argv, out))
+        common.say_interrupted(finished, out, table, resume_command("attack-policy", argv, out))
         return INTERRUPTED_STATUS
     return None
 

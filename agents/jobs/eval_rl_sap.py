@@ -144,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Path] | int:
     with RunLock(out):
         common.start_run_folder(out, args, JOB, recorded, {a.name: a.file for a in agents})
         store = CellStore(out, recorded)
-        resume = resume_command("scripts/eval_rl_sap.py", argv, out, first=[str(agent.path) for agent in agents])
+        resume = resume_command("eval-sap", argv, out, first=[str(agent.path) for agent in agents])
         return evaluate_into(out, agents, settings, store, resume)
 
 

@@ -130,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Path] | int | None:
         with RunLock(out) if runtime.is_main else contextlib.nullcontext():
             name = CELLS_FILE if not runtime.distributed else f"cells.rank{runtime.rank}.json"
             store = CellStore(out, settings, name=name)
-            resume = resume_command("scripts/robustness_report.py", argv, out, first=args.agents)
+            resume = resume_command("robustness-report", argv, out, first=args.agents)
             return report(args, spec, agents, store, runtime, out, resume)
     finally:
         stop_runtime(runtime)

@@ -181,7 +181,7 @@ def train(config: TrainConfig, run_dir: Path, checkpoint: Path | None, progress:
     print(f"TensorBoard: tensorboard --logdir {run_dir / 'tensorboard'}")
     print(f"Run directory: {run_dir}")
     if result.interrupted:
-        print(f"Continue with: python scripts/train_ddqn.py --out {run_dir} --resume")
+        print(f"Continue with: rlrobust train-ddqn --out {run_dir} --resume")
         return INTERRUPTED_EXIT_CODE
     return 0
 
