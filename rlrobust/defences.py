@@ -142,9 +142,11 @@ def insert_activation_noise(
 ) -> nn.Module:
     """RNA (additive) or RSA (``multiplicative=True``) Gaussian noise after every ReLU; returns ``model``.
 
-    >>> net = insert_activation_noise(nn.Sequential(nn.Linear(4, 8), nn.ReLU()), 0.1, multiplicative=True)
     >>> _ = torch.manual_seed(0)
+    >>> net = insert_activation_noise(nn.Sequential(nn.Linear(4, 8), nn.ReLU()), 0.1, multiplicative=True)
     >>> x = torch.randn(1, 4)
+    >>> bool(net[0](x).relu().gt(0).any())  # some units are active, so the noise shows
+    True
     >>> torch.equal(net(x), net(x))
     False
     """
