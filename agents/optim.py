@@ -39,7 +39,8 @@ class DeepMindRMSprop(torch.optim.Optimizer):
     ``g2`` decaying averages (``alpha``) of ``s dw`` and ``(s dw)^2``. ``centered=False`` drops ``g``.
 
     Its state per weight (``step``, ``grad_avg``, ``square_avg``) is made when the optimizer is, as tensors on the
-    weight's device, so a compiled step (``torch.compile``, CUDA graphs) never creates state.
+    weight's device, so a compiled step (``torch.compile``, CUDA graphs) never creates state. ``step`` multiplies
+    each gradient by ``grad_scale`` in place.
     """
 
     def __init__(
@@ -58,8 +59,10 @@ class DeepMindRMSprop(torch.optim.Optimizer):
             raise ValueError(f"alpha must lie in [0, 1), got {alpha}")
         defaults = {"lr": lr, "alpha": alpha, "eps": eps, "centered": bool(centered), "grad_scale": grad_scale}
         super().__init__(params, defaults)
+        self._denominators: dict[torch.Tensor, torch.Tensor] = {}  # scratch for the root (not state: not saved)
         for group in self.param_groups:
             for p in group["params"]:
+                self._denominators[p] = torch.empty_like(p, memory_format=torch.preserve_format)
                 self.state[p] = {
                     "step": torch.zeros((), dtype=torch.float32, device=p.device),
                     "grad_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
@@ -73,21 +76,33 @@ class DeepMindRMSprop(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            decay, scale = group["alpha"], group["grad_scale"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                grad = p.grad * scale
-                state["step"].add_(1)
-                square_avg = state["square_avg"].mul_(decay).addcmul_(grad, grad, value=1 - decay)
-                if group["centered"]:
-                    grad_avg = state["grad_avg"].mul_(decay).add_(grad, alpha=1 - decay)
-                    denom = square_avg.addcmul(grad_avg, grad_avg, value=-1).add_(group["eps"]).sqrt_()
-                else:
-                    denom = square_avg.add(group["eps"]).sqrt_()
-                p.addcdiv_(grad, denom, value=-group["lr"])
+            params = [p for p in group["params"] if p.grad is not None]
+            if params:
+                self._update(params, group)
         return loss
+
+    def _update(self, params: list[torch.Tensor], group: dict[str, Any]) -> None:
+        """One step of the weights ``params`` (each with a gradient), in place and without allocating: the
+        gradients are scaled in place (to DeepMind's summed gradient) and the root is formed in a scratch buffer."""
+        states = [self.state[p] for p in params]
+        decay = group["alpha"]
+        grads = [p.grad for p in params]
+        if group["grad_scale"] != 1:
+            torch._foreach_mul_(grads, group["grad_scale"])
+        torch._foreach_add_([s["step"] for s in states], 1)
+        square_avgs = [s["square_avg"] for s in states]
+        torch._foreach_mul_(square_avgs, decay)  # g2 = a g2 + (1 - a) dw^2
+        torch._foreach_addcmul_(square_avgs, grads, grads, value=1 - decay)
+        denom = [self._denominators[p] for p in params]
+        torch._foreach_copy_(denom, square_avgs)
+        if group["centered"]:
+            grad_avgs = [s["grad_avg"] for s in states]
+            torch._foreach_mul_(grad_avgs, decay)  # g = a g + (1 - a) dw
+            torch._foreach_add_(grad_avgs, grads, alpha=1 - decay)
+            torch._foreach_addcmul_(denom, grad_avgs, grad_avgs, value=-1)
+        torch._foreach_add_(denom, group["eps"])
+        torch._foreach_sqrt_(denom)
+        torch._foreach_addcdiv_(params, grads, denom, value=-group["lr"])
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Torch's loading, then each ``step`` back on its weight's device (torch leaves ``step`` on the CPU)."""
