@@ -31,13 +31,11 @@ from agents.training import (
     make_training_env,
     prepare_resume,
     read_config,
-    replay_kwargs,
-    resolve_device,
     start_run,
 )
 from rlrobust.files import sha256_of
 from tests.test_ddqn_target import fixed_minibatch, tiny_model
-from tests.test_ddqn_training import SHORT, scalars
+from tests.test_ddqn_training import SHORT, sb3_load, scalars
 
 
 # ------------------------------------------------------------------------------------------- DeepMind's RMSProp
@@ -272,17 +270,7 @@ def old_run(tmp_path_factory):
 def assert_resume_matches_sb3_load(run_dir) -> DoubleDQN:
     """The resumed model (config.json + checkpoint tensors) and SB3's unpickling load train on bit for bit."""
     config, checkpoint = prepare_resume(run_dir, {"total_steps": 2_000, "learning_starts": 20})
-    train_freq, gradient_steps = config.update_schedule()
-    reference = DoubleDQN.load(
-        checkpoint,
-        env=make_training_env(config),
-        device=resolve_device(config.device),
-        buffer_size=config.buffer_size,
-        learning_starts=config.learning_starts,
-        replay_buffer_kwargs=replay_kwargs(config),
-        train_freq=train_freq,
-        gradient_steps=gradient_steps,
-    )
+    reference = sb3_load(checkpoint, config)
     rebuilt = load_for_resume(config, checkpoint, make_training_env(config))
     assert type(rebuilt.policy.optimizer) is type(reference.policy.optimizer)
     assert rebuilt.robust == reference.robust
