@@ -114,6 +114,7 @@ def test_compiled_robust_update_with_deepmind_rmsprop_trains_like_the_eager_one(
     stats = eager.pop_train_stats(), compiled.pop_train_stats()
     assert stats[0] == pytest.approx(stats[1], rel=1e-4)
     assert stats[0]["robust_eps"] == pytest.approx(2 / 255) and stats[0]["robust_reg"] != 0
+    assert compiled.compile_update and compiled._compile_checked  # it really ran compiled
     for model in (eager, compiled):
         model.env.close()
 
