@@ -163,6 +163,9 @@ class TrainingMonitor(BaseCallback):
         if stats is not None:
             self.writer.add_scalar("train/loss", stats["loss"], step)
             self.writer.add_scalar("train/mean_q", stats["mean_q"], step)
+            for name in ("robust_reg", "robust_eps"):  # robust training only
+                if name in stats:
+                    self.writer.add_scalar(f"train/{name}", stats[name], step)
         return True
 
     def _log_sb3_scalars(self, step: int, now: float) -> None:

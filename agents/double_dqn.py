@@ -39,6 +39,7 @@ from torch import nn
 
 from agents.networks import FRAME_SHAPE
 from agents.policies import AtariQNetwork, AtariQPolicy
+from agents.robust_loss import RobustSettings, adversarial_inputs, hinge_regulariser
 
 
 def double_q_target(
@@ -95,16 +96,24 @@ class DoubleDQN(DQN):
     ``exploration_initial_eps`` to ``exploration_final_eps`` over this many agent steps; ``None`` keeps SB3's
     ``exploration_fraction``) and ``compile_update`` (run each update through ``torch.compile``; worth its one-off
     compile time of 5-30 s on long runs). ``max_grad_norm=None`` turns gradient clipping off. The policy
-    ``"AtariQPolicy"`` puts :class:`~agents.networks.NatureQNetwork` inside SB3's policy.
+    ``"AtariQPolicy"`` puts :class:`~agents.networks.NatureQNetwork` inside SB3's policy. ``robust`` adds
+    state-adversarial training (:mod:`agents.robust_loss`): the PGD points are found eagerly before each update,
+    and the compiled loss takes them as inputs.
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {**DQN.policy_aliases, "AtariQPolicy": AtariQPolicy}
 
     def __init__(
-        self, *args: Any, exploration_steps: int | None = None, compile_update: bool = False, **kwargs: Any
+        self,
+        *args: Any,
+        exploration_steps: int | None = None,
+        compile_update: bool = False,
+        robust: RobustSettings | None = None,
+        **kwargs: Any,
     ) -> None:
         self.exploration_steps = exploration_steps
         self.compile_update = compile_update
+        self.robust = robust
         super().__init__(*args, **kwargs)
 
     # ------------------------------------------------------------------ exploration
@@ -153,13 +162,20 @@ class DoubleDQN(DQN):
             self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
         batch = self.replay_buffer.sample(batch_size * gradient_steps, env=self._vec_normalize_env)
+        if self.robust is not None:
+            self._robust_eps = self.robust.eps_at(self.num_timesteps)
         for step in range(gradient_steps):
             part = slice(step * batch_size, (step + 1) * batch_size)
             discounts = batch.discounts[part] if batch.discounts is not None else self.gamma
-            minibatch = (batch.observations[part], batch.actions[part], batch.next_observations[part])
-            loss, mean_q = self._update(*minibatch, batch.rewards[part], batch.dones[part], discounts)
+            obs, *adversarial = self._robust_inputs(batch.observations[part])
+            minibatch = (obs, batch.actions[part], batch.next_observations[part])
+            rest = (batch.rewards[part], batch.dones[part], discounts, *adversarial)
+            loss, mean_q, *reg = self._update(*minibatch, *rest)
             self._loss_sum += loss
             self._q_sum += mean_q
+            if reg:
+                self._reg_sum += reg[0]
+                self._reg_count += 1
         self._stat_count += gradient_steps
         self._last_loss = loss.clone() if self._graphs_replayed() else loss  # a graph's output is overwritten
         self._n_updates += gradient_steps
@@ -173,28 +189,42 @@ class DoubleDQN(DQN):
         rewards: torch.Tensor,
         dones: torch.Tensor,
         discounts: torch.Tensor | float,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        adv_obs: torch.Tensor | None = None,
+        adv_actions: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, ...]:
         """Huber loss of Q(s, a) to the TD target (the papers' error clipping to [-1, 1]), and the minibatch's mean
-        max-Q for the logs."""
+        max-Q for the logs. Given SA-DQN's PGD points ``adv_obs`` and clean greedy actions ``adv_actions``, the
+        loss gains ``kappa`` times their hinge regulariser, which is returned third."""
         target = self.td_target(next_obs, rewards, dones, discounts)
         q_values = self.q_net(obs)
         loss = F.smooth_l1_loss(q_values.gather(1, actions.long()), target)
-        return loss, q_values.detach().max(dim=1).values.mean()
+        mean_q = q_values.detach().max(dim=1).values.mean()
+        if adv_obs is None:
+            return loss, mean_q
+        reg = hinge_regulariser(self.q_net(adv_obs), adv_actions)
+        return loss + self.robust.kappa * reg, mean_q, reg.detach()
+
+    def _robust_inputs(self, obs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The minibatch's observations for the TD loss, plus the regulariser's inputs where there are any."""
+        if self.robust is None:
+            return (obs,)
+        obs, adv_obs, adv_actions = adversarial_inputs(self.q_net, obs, self.robust, self._robust_eps)
+        return (obs,) if adv_obs is None else (obs, adv_obs, adv_actions)
 
     def _optimizer_step(self) -> None:
         self.policy.optimizer.step()
 
-    def _gradient_step(self, loss_fn, step_fn, *minibatch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def _gradient_step(self, loss_fn, step_fn, *minibatch: Any) -> tuple[torch.Tensor, ...]:
         self.policy.optimizer.zero_grad()  # before the forward: no gradient of the last update outlives its graphs
-        loss, mean_q = loss_fn(*minibatch)
+        loss, *stats = loss_fn(*minibatch)
         loss.backward()
         if self.max_grad_norm is not None and math.isfinite(self.max_grad_norm) and self.max_grad_norm > 0:
             nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
         step_fn()
-        return loss.detach(), mean_q
+        return (loss.detach(), *stats)
 
-    def _update(self, *minibatch: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """One gradient update, compiled when ``compile_update`` is set; returns (loss, mean max-Q)."""
+    def _update(self, *minibatch: Any) -> tuple[torch.Tensor, ...]:
+        """One gradient update, compiled when ``compile_update`` is set; returns (loss, mean max-Q[, regulariser])."""
         if not self.compile_update:
             return self._gradient_step(self.minibatch_loss, self._optimizer_step, *minibatch)
         if self._compiled is None:
@@ -237,15 +267,21 @@ class DoubleDQN(DQN):
     def _reset_train_stats(self) -> None:
         self._loss_sum = torch.zeros((), device=self.device)
         self._q_sum = torch.zeros((), device=self.device)
+        self._reg_sum = torch.zeros((), device=self.device)
         self._stat_count = 0
+        self._reg_count = 0
 
     def pop_train_stats(self) -> dict[str, float] | None:
-        """Mean Huber loss and mean max-Q of the minibatches since the last call (None if there were none); a
-        non-finite one is also kept as :meth:`training_problem`."""
+        """Mean loss and mean max-Q of the minibatches since the last call (None if there were none); a
+        non-finite one is also kept as :meth:`training_problem`. Robust training adds ``robust_reg`` (the mean
+        regulariser of the updates that had one, else 0) and ``robust_eps`` (the current budget, on [0, 1])."""
         if self._stat_count == 0:
             return None
-        loss_sum, q_sum = torch.stack([self._loss_sum, self._q_sum]).tolist()  # one read-back for both
+        loss_sum, q_sum, reg_sum = torch.stack([self._loss_sum, self._q_sum, self._reg_sum]).tolist()  # 1 read-back
         stats = {"loss": loss_sum / self._stat_count, "mean_q": q_sum / self._stat_count}
+        if self.robust is not None:
+            stats["robust_reg"] = reg_sum / self._reg_count if self._reg_count else 0.0
+            stats["robust_eps"] = self._robust_eps
         for name, value in stats.items():
             if not math.isfinite(value) and self._problem is None:
                 self._problem = f"the mean {name} became {value} {self._since()}"
@@ -288,12 +324,16 @@ class DoubleDQN(DQN):
         self._compile_trials = 0
         self._problem: str | None = None  # the first non-finite loss or weight found (see training_problem)
         self._checked_step = 0  # the last agent step at which everything was finite
+        self._robust_eps = 0.0  # the adversarial budget of the last update (robust training)
 
     def _excluded_save_params(self) -> list[str]:
         excluded = (
             "_loss_sum",
             "_q_sum",
+            "_reg_sum",
             "_stat_count",
+            "_reg_count",
+            "_robust_eps",
             "_last_loss",
             "_compiled",
             "_compile_checked",

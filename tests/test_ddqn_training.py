@@ -157,14 +157,11 @@ def test_resume_refuses_to_change_the_experiment(short_run):
         resume_run(short_run.run_dir, {"game": "Pong"}, progress=False)
 
 
-def test_resume_rebuilds_the_model_as_sb3_load_did_without_unpickling(short_run, monkeypatch):
-    """The resumed model (config.json + the checkpoint's tensors and counters) equals SB3's unpickling
-    ``DoubleDQN.load`` of the same checkpoint, and trains on identically."""
-    config, _ = read_config(short_run.run_dir)
-    config = dataclasses.replace(config, learning_starts=20)  # a shorter refill after the restart
-    checkpoint = checkpoints(short_run.run_dir)[-1]
+def sb3_load(checkpoint: Path, config: TrainConfig) -> DoubleDQN:
+    """SB3's own (unpickling) load of a checkpoint, with the run's resumable settings: the reference a resume is
+    compared with."""
     train_freq, gradient_steps = config.update_schedule()
-    reference = DoubleDQN.load(
+    return DoubleDQN.load(
         checkpoint,
         env=make_training_env(config),
         device=resolve_device(config.device),
@@ -174,6 +171,15 @@ def test_resume_rebuilds_the_model_as_sb3_load_did_without_unpickling(short_run,
         train_freq=train_freq,
         gradient_steps=gradient_steps,
     )
+
+
+def test_resume_rebuilds_the_model_as_sb3_load_did_without_unpickling(short_run, monkeypatch):
+    """The resumed model (config.json + the checkpoint's tensors and counters) equals SB3's unpickling
+    ``DoubleDQN.load`` of the same checkpoint, and trains on identically."""
+    config, _ = read_config(short_run.run_dir)
+    config = dataclasses.replace(config, learning_starts=20)  # a shorter refill after the restart
+    checkpoint = checkpoints(short_run.run_dir)[-1]
+    reference = sb3_load(checkpoint, config)
 
     def no_unpickling(*args, **kwargs):
         raise AssertionError("a resume must not unpickle the checkpoint")

@@ -16,6 +16,7 @@ One module a job, every public name importable from here:
 from agents.training.build import (
     build_model,
     dqn_settings,
+    load_initial_weights,
     make_eval_env,
     make_training_env,
     replay_kwargs,
@@ -24,6 +25,7 @@ from agents.training.build import (
 from agents.training.config import (
     COMPILE_CHOICES,
     COMPILE_MIN_UPDATES,
+    FORMER_DEFAULTS,
     LIMITS,
     LOW_OPEN,
     MAX_SEED,
@@ -55,6 +57,7 @@ from agents.training.session import TrainingDiverged, resume_run, run, start_run
 __all__ = [
     "COMPILE_CHOICES",
     "COMPILE_MIN_UPDATES",
+    "FORMER_DEFAULTS",
     "LIMITS",
     "LOW_OPEN",
     "MAX_SEED",
@@ -70,6 +73,7 @@ __all__ = [
     "dqn_settings",
     "environment_record",
     "load_for_resume",
+    "load_initial_weights",
     "make_eval_env",
     "make_training_env",
     "new_run_dir",

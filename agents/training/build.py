@@ -9,12 +9,15 @@ training and evaluation games, and a fresh model with the config's hyper-paramet
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from agents.double_dqn import DoubleDQN
 from agents.env import make_atari_env
+from agents.loading import load_agent
+from agents.optim import optimizer_settings
 from agents.replay import FrameReplayBuffer
 from agents.training.config import TrainConfig
 from agents.vec_env import make_atari_vec_env
@@ -67,7 +70,7 @@ def replay_kwargs(config: TrainConfig) -> dict[str, Any]:
 
 def dqn_settings(config: TrainConfig) -> dict[str, Any]:
     """The keyword arguments SB3's ``DQN`` and our ``DoubleDQN`` share, from ``config`` (the benchmark gives SB3's
-    DQN exactly these): schedule, replay size, target copies, epsilon range, centred RMSProp, seed and device."""
+    DQN exactly these): schedule, replay size, target copies, epsilon range, the optimizer, seed and device."""
     train_freq, gradient_steps = config.update_schedule()
     return {
         "learning_rate": config.learning_rate,
@@ -81,15 +84,13 @@ def dqn_settings(config: TrainConfig) -> dict[str, Any]:
         "target_update_interval": config.target_update,
         "exploration_initial_eps": config.epsilon_start,
         "exploration_final_eps": config.epsilon_final,
-        "policy_kwargs": {
-            "optimizer_class": torch.optim.RMSprop,
-            "optimizer_kwargs": {
-                "alpha": config.rmsprop_alpha,
-                "eps": config.rmsprop_eps,
-                "momentum": 0.0,
-                "centered": config.rmsprop_centered,
-            },
-        },
+        "policy_kwargs": optimizer_settings(
+            config.optimizer,
+            alpha=config.rmsprop_alpha,
+            eps=config.rmsprop_eps,
+            centered=config.rmsprop_centered,
+            batch_size=config.batch_size,
+        ),
         "seed": config.seed,
         "device": resolve_device(config.device),
     }
@@ -107,5 +108,26 @@ def build_model(config: TrainConfig, env, *, model_class: type[DoubleDQN] = Doub
         exploration_steps=config.exploration_steps,
         compile_update=config.compiles_update(),
         max_grad_norm=config.max_grad_norm or None,
+        robust=config.robust_settings(),
         **settings,
     )
+
+
+def load_initial_weights(model: DoubleDQN, path: str | Path) -> None:
+    """Give ``model``'s online and target networks the weights of the agent at ``path`` (``--init-from``): any
+    file :func:`agents.loading.load_agent` reads that holds a Q-network of the model's architecture."""
+    source = load_agent(path)
+    network = model.q_net.network
+    mismatch = type(source) is not type(network) or _n_actions(source) != _n_actions(network)
+    if mismatch:
+        raise ValueError(
+            f"--init-from {path}: a {type(source).__name__} with {_n_actions(source)} actions, but this run trains a "
+            f"{type(network).__name__} with {_n_actions(network)} actions"
+        )
+    state = {k: v.to(model.device) for k, v in source.state_dict().items()}
+    network.load_state_dict(state)
+    model.q_net_target.network.load_state_dict(state)
+
+
+def _n_actions(network: torch.nn.Module) -> int:
+    return [p for p in network.parameters() if p.ndim == 1][-1].shape[0]

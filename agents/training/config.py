@@ -19,6 +19,8 @@ import torch
 
 from agents.env import resolve_game
 from agents.networks import Q_NETWORKS
+from agents.optim import OPTIMIZERS
+from agents.robust_loss import METHODS, SCHEDULES, RobustSettings
 from agents.vec_env import BACKENDS
 from rlrobust.cli import check_finite_fields
 
@@ -58,8 +60,19 @@ LIMITS: dict[str, tuple[float | None, float | None]] = {
     "eval_epsilon": (0, 1),
     "eval_max_steps": (1, None),
     "log_every": (1, None),
+    "robust_kappa": (0, None),
+    "robust_eps": (0, 1),
+    "robust_eps_start": (0, None),
+    "robust_eps_steps": (0, None),
+    "robust_pgd_steps": (1, None),
+    "robust_share": (0, 1),
 }
-LOW_OPEN = ("learning_rate",)
+LOW_OPEN = ("learning_rate", "robust_share")
+ROBUST_CHOICES = ("none", *METHODS)
+
+# Settings whose default changed: a run folder whose config.json lacks one was written before the change and
+# resumes with the old value (the other missing settings take today's defaults).
+FORMER_DEFAULTS: dict[str, object] = {"optimizer": "torch-rmsprop"}
 
 # Settings that may change when a run is resumed (where and how fast it runs, how long, what it logs); the others
 # define the experiment.
@@ -95,6 +108,7 @@ class TrainConfig:
     batch_size: int = 32
     gamma: float = 0.99
     learning_rate: float = 0.00025
+    optimizer: str = "deepmind-rmsprop"  # DeepMind's step (eps inside the root, the minibatch's summed gradient)
     rmsprop_alpha: float = 0.95  # the paper's "momentum 0.95": decay of RMSProp's squared-gradient average
     rmsprop_eps: float = 0.01
     rmsprop_centered: bool = True  # DeepMind's RMSProp also tracks the mean gradient (decay 0.95, tied to alpha)
@@ -126,6 +140,15 @@ class TrainConfig:
     eval_epsilon: float = 0.0
     eval_max_steps: int = 4_500  # evaluation games end after 18,000 frames (Nature's 5 minutes), not ALE's 30
     log_every: int = 1_000
+    robust: str = "none"  # state-adversarial training: none, sa-pgd (SA-DQN's regulariser) or pgd-at
+    robust_kappa: float = 0.005  # SA-DQN's weight of its regulariser
+    robust_eps: float = 1 / 255  # the final budget, on the [0, 1] scale (1/255 = one grey level)
+    robust_eps_start: int = 1_500_000  # the agent step at which eps starts to grow from 0 (SA-DQN's)
+    robust_eps_steps: int = 4_000_000  # agent steps the ramp from 0 to robust_eps takes (SA-DQN's)
+    robust_schedule: str = "smoothed"  # SA-DQN's smoothed ramp (polynomial, then linear) or linear
+    robust_pgd_steps: int = 5  # PGD steps per minibatch (SA-DQN trains with 5)
+    robust_share: float = 0.5  # pgd-at: the share of each minibatch replaced by PGD points
+    init_from: str = ""  # start from this agent's weights (any file load_agent reads); "" = fresh weights
 
     def validate(self) -> TrainConfig:
         """Raise ``ValueError`` naming the first bad setting; returns self with the game name resolved.
@@ -167,6 +190,14 @@ class TrainConfig:
             raise ValueError(f"unknown network {self.network!r}; choose one of {sorted(Q_NETWORKS)}")
         if self.vec_backend not in BACKENDS:
             raise ValueError(f"unknown vec_backend {self.vec_backend!r}; choose one of {BACKENDS}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.robust not in ROBUST_CHOICES:
+            raise ValueError(f"robust must be one of {ROBUST_CHOICES}, got {self.robust!r}")
+        if self.robust_schedule not in SCHEDULES:
+            raise ValueError(f"robust_schedule must be one of {SCHEDULES}, got {self.robust_schedule!r}")
+        if self.optimizer == "deepmind-rmsprop" and self.rmsprop_alpha == 1:
+            raise ValueError("rmsprop_alpha must lie in [0, 1) for deepmind-rmsprop, got 1")
         if self.compile not in COMPILE_CHOICES:
             raise ValueError(f"compile must be one of {COMPILE_CHOICES}, got {self.compile!r}")
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
@@ -204,6 +235,25 @@ class TrainConfig:
         """
         common = math.gcd(self.train_freq, self.num_envs)
         return self.train_freq // common, self.num_envs // common
+
+    def robust_settings(self) -> RobustSettings | None:
+        """The robust-training settings the model takes (None for plain training).
+
+        >>> TrainConfig(robust="sa-pgd").robust_settings().pgd_steps
+        5
+        """
+        if self.robust == "none":
+            return None
+        return RobustSettings(
+            self.robust,
+            kappa=self.robust_kappa,
+            eps=self.robust_eps,
+            eps_start=self.robust_eps_start,
+            eps_steps=self.robust_eps_steps,
+            schedule=self.robust_schedule,
+            pgd_steps=self.robust_pgd_steps,
+            share=self.robust_share,
+        )
 
     def compiles_update(self, from_step: int = 0) -> bool:
         """Whether the update goes through ``torch.compile``: ``on``, or ``auto`` when the steps from

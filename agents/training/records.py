@@ -7,7 +7,7 @@ time, versions, machine, git commit) is :func:`rlrobust.runs.provenance`, as in 
 record is written atomically.
 
 >>> import tempfile
->>> from agents.training.config import TrainConfig
+>>> from agents.training.config import FORMER_DEFAULTS, TrainConfig
 >>> run_dir = create_run(TrainConfig(total_steps=1_000, learning_starts=100), tempfile.mkdtemp())
 >>> config, record = read_config(run_dir)
 >>> config.total_steps, sorted(record)
@@ -26,8 +26,9 @@ from typing import Any
 
 from agents.checkpoints import CHECKPOINT_DIR, CONFIG_FILE, FINAL_MODEL, Q_NETWORK_FILE
 from agents.env import resolve_game
-from agents.training.config import TrainConfig
-from rlrobust.files import atomic_write_json, check_writable
+from agents.loading import model_file
+from agents.training.config import FORMER_DEFAULTS, TrainConfig
+from rlrobust.files import atomic_write_json, check_writable, sha256_of
 from rlrobust.runs import claim_output_dir, environment, fresh_run_dir, provenance, remove_outputs
 
 SUMMARY_FILE = "summary.json"
@@ -74,6 +75,12 @@ def create_run(
     run's outputs, :data:`RUN_OUTPUTS`, are removed first), else a fresh one under ``logdir``.
     """
     config.validate()
+    # the starting agent's path and sha256, read before anything is written (a missing file stops the run here)
+    init_from = (
+        {"path": str(Path(config.init_from).resolve()), "sha256": agent_sha256(config.init_from)}
+        if config.init_from
+        else None
+    )
     if out is None:
         check_writable(logdir, "--logdir")
         run_dir = new_run_dir(config, logdir)
@@ -82,8 +89,15 @@ def create_run(
         if overwrite:
             remove_outputs(run_dir, RUN_OUTPUTS)
     record = {"config": dataclasses.asdict(config), **provenance(PACKAGES), "resumes": []}
+    if config.init_from:
+        record["init_from"] = init_from
     atomic_write_json(run_dir / CONFIG_FILE, record)
     return run_dir
+
+
+def agent_sha256(path: str | Path) -> str:
+    """The sha256 of the file ``load_agent`` reads for ``path`` (a run directory's newest model)."""
+    return sha256_of(model_file(Path(path)))
 
 
 def environment_record() -> dict[str, Any]:
@@ -106,7 +120,8 @@ def read_config(run_dir: str | Path) -> tuple[TrainConfig, dict[str, Any]]:
     if not isinstance(record.setdefault("resumes", []), list):
         raise ValueError(f"{path}: its 'resumes' entry is not a list")
     known = {f.name for f in dataclasses.fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in record["config"].items() if k in known}), record
+    settings = FORMER_DEFAULTS | record["config"]  # a setting whose default changed keeps its old one if absent
+    return TrainConfig(**{k: v for k, v in settings.items() if k in known}), record
 
 
 def record_resume(run_dir: Path, config: TrainConfig, checkpoint: Path) -> None:

@@ -26,7 +26,7 @@ from agents.checkpoints import (
     save_q_network,
 )
 from agents.double_dqn import DoubleDQN
-from agents.training.build import build_model, make_eval_env, make_training_env
+from agents.training.build import build_model, load_initial_weights, make_eval_env, make_training_env
 from agents.training.config import TrainConfig
 from agents.training.records import RunResult, create_run, read_evaluations, write_summary
 from agents.training.resume import prepare_resume, resumed_model
@@ -71,6 +71,8 @@ def _train(config: TrainConfig, run_dir: Path, checkpoint: Path | None, progress
     try:
         with stop.on_sigint():  # SIGINT and SIGTERM from here on: checkpoint, then stop
             model = build_model(config, env) if checkpoint is None else resumed_model(config, run_dir, checkpoint, env)
+            if checkpoint is None and config.init_from:
+                load_initial_weights(model, config.init_from)
             start_step = model.num_timesteps
             monitor, evaluation = _learn(
                 model, config, run_dir, stop, resumed=checkpoint is not None, progress=progress
