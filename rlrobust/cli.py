@@ -195,7 +195,8 @@ ALIAS_NOTE = "note: {old} is now {new} (the old name goes in the next release)"
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Help that shows each option's default exactly once: ``(default: X)`` is added unless the help text already
-    speaks of its default, and left out where there is none to show (no default, a flag that is off)."""
+    speaks of its default, and left out where there is none to show (no default, a flag that is off, an empty
+    text or list)."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:  # argparse's documented hook
         text = action.help or ""
@@ -205,7 +206,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
             or default is None
             or default is argparse.SUPPRESS
             or (isinstance(default, bool) and action.nargs == 0)
-            or (isinstance(default, list | tuple) and not default)
+            or (isinstance(default, list | tuple | str) and not default)
             or (not action.option_strings and action.nargs not in ("?", "*"))
         ):
             return action.help

@@ -21,10 +21,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from agents.optim import OPTIMIZERS
+from agents.robust_loss import SCHEDULES
 from agents.training import (
     COMPILE_CHOICES,
     LIMITS,
     LOW_OPEN,
+    ROBUST_CHOICES,
     TrainConfig,
     TrainingDiverged,
     create_run,
@@ -78,6 +81,16 @@ HELP = {
     "eval_epsilon": "exploration rate during evaluation (0 = greedy; Nature used 0.05)",
     "eval_max_steps": "agent steps after which an evaluation game ends (4500 = 18,000 frames)",
     "log_every": "agent steps between TensorBoard scalars",
+    "optimizer": "deepmind-rmsprop (DeepMind's update) or torch-rmsprop (earlier runs'; see docs/agents.md)",
+    "robust": "robust training: sa-pgd (SA-DQN's regulariser, PGD solver) or pgd-at (PGD points in the minibatch)",
+    "robust_kappa": "weight of the sa-pgd regulariser (SA-DQN: 0.005)",
+    "robust_eps": "final L-inf budget of robust training on [0, 1]-scaled frames (1/255 = one grey level)",
+    "robust_eps_start": "agent step at which the budget starts to grow from 0",
+    "robust_eps_steps": "agent steps over which it grows to --robust-eps",
+    "robust_schedule": "how it grows: smoothed (SA-DQN's) or linear",
+    "robust_pgd_steps": "PGD steps of robust training (SA-DQN trains with 5)",
+    "robust_share": "pgd-at: share of each minibatch replaced by PGD points",
+    "init_from": "start both networks from this agent file (same architecture); its sha256 is recorded",
 }
 NAMES = {"learning_rate": "--lr", "torch_threads": "--threads"}
 
@@ -94,7 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=HELP,
         names=NAMES,
         types={field: kind for field, kind in types.items() if kind is not None},
-        choices={"compile": COMPILE_CHOICES},
+        choices={
+            "compile": COMPILE_CHOICES,
+            "optimizer": OPTIMIZERS,
+            "robust": ROBUST_CHOICES,
+            "robust_schedule": SCHEDULES,
+        },
     )
     cli.alias(parser, "--torch-threads", "--threads")
     cli.add_runs_flag(parser, "where fresh run directories are created")

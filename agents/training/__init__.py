@@ -30,6 +30,7 @@ from agents.training.config import (
     LOW_OPEN,
     MAX_SEED,
     RESUMABLE,
+    ROBUST_CHOICES,
     TrainConfig,
 )
 from agents.training.records import (
@@ -63,6 +64,7 @@ __all__ = [
     "MAX_SEED",
     "RESUMABLE",
     "RESUME_COUNTERS",
+    "ROBUST_CHOICES",
     "RUN_OUTPUTS",
     "SUMMARY_FILE",
     "RunResult",
