@@ -78,6 +78,16 @@ CASES = [
     new("--threads", "-2", message="argument --threads: must be an integer >= 0"),
     new("--torch-threads", "-2", message="argument --torch-threads: must be an integer >= 0"),  # the old name
     new("--checkpoint-every", "-1", message="argument --checkpoint-every: must be an integer >= 0"),
+    new("--robust-kappa", "nan", message="argument --robust-kappa: must be a finite number"),
+    new("--robust-kappa", "-0.1", message="argument --robust-kappa: must lie in [0, inf)"),
+    new("--robust-eps", "8", message="argument --robust-eps: must lie in [0, 1]"),
+    new("--robust-eps", "inf", message="argument --robust-eps: must be a finite number"),
+    new("--robust-eps-start", "-1", message="argument --robust-eps-start: must be an integer >= 0"),
+    new("--robust-eps-steps", "1.5", message="argument --robust-eps-steps: not an integer"),
+    new("--robust-pgd-steps", "0", message="argument --robust-pgd-steps: must be an integer >= 1"),
+    new("--robust-share", "0", message="argument --robust-share: must lie in (0, 1]"),
+    new("--robust", "trades", message="argument --robust: invalid choice: 'trades'"),
+    new("--optimizer", "adam", message="argument --optimizer: invalid choice: 'adam'"),
     new("--eval-every", "-1", message="argument --eval-every: must be an integer >= 0"),
     new("--eval-episodes", "-1", message="argument --eval-episodes: must be an integer >= 0"),
     # unknown names

@@ -82,7 +82,7 @@ HELP = {
     "eval_max_steps": "agent steps after which an evaluation game ends (4500 = 18,000 frames)",
     "log_every": "agent steps between TensorBoard scalars",
     "optimizer": "deepmind-rmsprop (DeepMind's update) or torch-rmsprop (earlier runs'; see docs/agents.md)",
-    "robust": "robust training: sa-pgd (SA-DQN's regulariser, PGD solver) or pgd-at (PGD points in the minibatch)",
+    "robust": "robust training: none (the default), sa-pgd (SA-DQN's regulariser) or pgd-at (PGD points in training)",
     "robust_kappa": "weight of the sa-pgd regulariser (SA-DQN: 0.005)",
     "robust_eps": "final L-inf budget of robust training on [0, 1]-scaled frames (1/255 = one grey level)",
     "robust_eps_start": "agent step at which the budget starts to grow from 0",
