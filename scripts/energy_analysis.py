@@ -1,4 +1,4 @@
-"""WEAT's energy lens on a classifier: the job ``classifiers.jobs.energy_analysis``
+"""WEAT's energy lens on a classifier or an agent: the job ``classifiers.jobs.energy_analysis``
 (= ``rlrobust energy-analysis``; see --help)."""
 
 from classifiers.jobs.energy_analysis import main
