@@ -7,10 +7,11 @@ log-std init -2. Rewards are not normalised here (they only scale the value loss
 Writes into ``--out``: ``ppo.zip`` (SB3's format; read it back with ``agents.sb3_zip.read_sb3_zip``, never with
 ``PPO.load``, which unpickles), ``obs_normalization.json`` (the running mean and variance the policy was trained
 on, as JSON instead of VecNormalize's pickle), ``progress.json`` and ``run.json`` (settings and provenance).
-A checkpoint every ``--checkpoint-every`` steps; Ctrl-C or SIGTERM saves one and exits; ``--resume`` continues
+A checkpoint every ``--checkpoint-every`` steps (each kept under ``checkpoints/<step>/`` with
+``--keep-checkpoints``); Ctrl-C or SIGTERM saves one and exits; ``--resume`` continues
 from it (policy, optimiser, normalisation statistics and step count; the rollout in flight is lost).
 
-    python benchmarks/train_mujoco_ppo.py --env Hopper-v5 --steps 1000000 --out runs/mujoco/hopper-ppo
+    python benchmarks/train_mujoco_ppo.py --steps 1000000 --out runs/mujoco/hopper-ppo --keep-checkpoints
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -56,8 +58,9 @@ def build(env_id: str, seed: int):
     return model, venv
 
 
-def save(model, venv, out: Path, progress: dict[str, Any]) -> None:
-    """Model, normalisation statistics and progress, each written atomically (temp file, then rename)."""
+def save(model, venv, out: Path, progress: dict[str, Any], keep: bool = False) -> None:
+    """Model, normalisation statistics and progress, each written atomically (temp file, then rename); with
+    ``keep``, also copied to ``checkpoints/<step>/`` (PPO on Hopper is not monotone: a later model can be worse)."""
     tmp = out / "ppo.tmp.zip"
     model.save(tmp)
     tmp.replace(out / "ppo.zip")
@@ -72,6 +75,11 @@ def save(model, venv, out: Path, progress: dict[str, Any]) -> None:
     }
     atomic_write_json(out / "obs_normalization.json", stats)
     atomic_write_json(out / "progress.json", progress)
+    if keep:
+        folder = out / "checkpoints" / str(progress["steps"])
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in ("ppo.zip", "obs_normalization.json", "progress.json"):
+            shutil.copyfile(out / name, folder / name)
 
 
 def restore(model, venv, out: Path) -> dict[str, Any]:
@@ -113,7 +121,7 @@ def train(args: argparse.Namespace) -> None:
                     progress["episodes"].append([self.num_timesteps, float(info["episode"]["r"])])
             if self.num_timesteps % args.checkpoint_every == 0:
                 progress.update(steps=self.num_timesteps, seconds=time.time() - started)
-                save(model, venv, out, progress)
+                save(model, venv, out, progress, args.keep_checkpoints)
                 recent = [r for _, r in progress["episodes"][-20:]]
                 print(f"step {self.num_timesteps}: mean return of the last 20 games {np.mean(recent):.0f}", flush=True)
             return True
@@ -125,7 +133,7 @@ def train(args: argparse.Namespace) -> None:
     except KeyboardInterrupt:
         print("interrupted: saving a checkpoint")
     progress.update(steps=model.num_timesteps, seconds=time.time() - started)
-    save(model, venv, out, progress)
+    save(model, venv, out, progress, args.keep_checkpoints)
     recent = [r for _, r in progress["episodes"][-20:]]
     mean = np.mean(recent) if recent else math.nan
     print(f"saved {out}/ppo.zip at step {progress['steps']}; mean return of the last 20 games {mean:.0f}")
@@ -140,6 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint-every", type=int, default=50_000)
     parser.add_argument("--out", default="runs/mujoco/hopper-ppo")
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--keep-checkpoints", action="store_true", help="keep every checkpoint in checkpoints/<step>/")
     args = parser.parse_args(argv)
     if args.steps <= 0 or args.checkpoint_every <= 0:
         parser.error("--steps and --checkpoint-every must be positive")
