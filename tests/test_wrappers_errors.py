@@ -36,7 +36,11 @@ def test_observation_space_must_be_a_box():
     ("victim", "error", "message"),
     [
         (frame_net(n_actions=5), ValueError, "returns 5 scores per observation but the action space has 3"),
-        (lambda x: frame_net()(x)[:, 0], ValueError, r"scores of shape \(1, n_actions\), got shape \(1,\)"),
+        (
+            lambda x: frame_net()(x)[:, 0],
+            ValueError,
+            r"scores of shape \(1, n_actions\) \(or actions \(1, A\)\), got shape \(1,\)",
+        ),
         (lambda x: (frame_net()(x), None), TypeError, "must return a tensor of action scores"),
         (nn.Linear(10, 3), ValueError, r"victim failed on a batch of observations of shape \(1, 4, 12, 12\)"),
         ("not a model", TypeError, "victim must be a torch module or callable"),

@@ -94,14 +94,6 @@ def test_channel_last_observations_reach_a_channel_first_sb3_network():
         resolve_victim(model, (4, 20, 20))
 
 
-def test_continuous_action_policies_are_refused():
-    from gymnasium.envs.classic_control import PendulumEnv
-
-    model = PPO("MlpPolicy", PendulumEnv(), n_steps=8, batch_size=8, device="cpu")
-    with pytest.raises(TypeError, match="categorical"):
-        resolve_victim(model, (3,))
-
-
 def test_evaluate_policy_runs_unchanged_on_the_vec_env_wrapper():
     model = sb3_model(PPO, image_env())
 

@@ -1,7 +1,8 @@
 """Gymnasium wrappers that perturb observations against a victim network (built on ``rlrobust.attacks``).
 
 One import, any Gymnasium env with a ``Box`` observation space, any victim (a torch module mapping
-observations to action scores, or a Stable-Baselines3 DQN / QR-DQN / PPO / A2C model)::
+observations to action scores or continuous actions, or a Stable-Baselines3 DQN / QR-DQN / PPO / A2C / SAC / TD3 /
+DDPG model)::
 
     from wrappers import AdversarialObservation
     env = AdversarialObservation(env, victim, attack="fgsm", eps=2)   # eps in the observation's units

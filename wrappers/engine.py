@@ -21,15 +21,18 @@ from gymnasium import spaces
 from rlrobust.attacks.losses import LossFn
 from rlrobust.checks import check_count
 from rlrobust.stochastic import mean_scores
+from wrappers.actions import ActionHead, CriticLoss, DiscreteHead, lowest_value
 from wrappers.frames import PERTURB_CHOICES, WithOlderFrames, split_newest, stack_axis
 from wrappers.perturbations import GradientAttack, Perturbation, RandomNoise
+from wrappers.scaling import Rescaled, observation_scale
 from wrappers.schedules import AttackSchedule, resolve_schedule
 from wrappers.spaces import ObservationBox
-from wrappers.victim import check_victim, resolve_victim, victim_device
+from wrappers.victim import PreparedVictim, prepare_victim, resolve_victim, victim_device
 
 # Salts that keep the wrapper's random streams apart from the environment's own, seeded with the same number.
 _ROW_SALT = 0x5EED_0B5
 _VICTIM_SALT = 0x5EED_F1C
+_LABELS = ("actions", "outputs", "observations")
 
 
 @dataclass
@@ -38,14 +41,30 @@ class Perturbed:
 
     observations: np.ndarray
     attacked: np.ndarray  # bool (N,)
-    linf: np.ndarray  # float (N,): L-inf norm of the perturbation, observation units
+    linf: np.ndarray  # float (N,): L-inf norm of the perturbation, in the budget's units
     l2: np.ndarray  # float (N,)
-    clean_action: np.ndarray | None  # int (N,): the victim's greedy action on the clean observation
-    perturbed_action: np.ndarray | None  # int (N,): ... on the perturbed one (equal where not attacked)
+    clean_action: np.ndarray | None  # int (N,) or float (N, A): the victim's action on the clean observation
+    perturbed_action: np.ndarray | None  # ... on the perturbed one (equal where not attacked)
+
+    @property
+    def continuous(self) -> bool:
+        return self.clean_action is not None and self.clean_action.ndim == 2
 
     @property
     def action_changed(self) -> np.ndarray | None:
-        return None if self.clean_action is None else self.clean_action != self.perturbed_action
+        """Discrete actions: whether the action changed; continuous ones: whether it moved at all."""
+        if self.clean_action is None:
+            return None
+        if self.continuous:
+            return self.action_distance > 0
+        return self.clean_action != self.perturbed_action
+
+    @property
+    def action_distance(self) -> np.ndarray | None:
+        """Continuous actions: the L2 distance between the clean and the perturbed action (environment units)."""
+        if not self.continuous:
+            return None
+        return np.linalg.norm(self.perturbed_action - self.clean_action, axis=1)
 
     def fields(self) -> dict[str, np.ndarray]:
         """Per-row arrays for the step ``info``: attacked, linf, l2 and, with a victim, the actions."""
@@ -56,6 +75,8 @@ class Perturbed:
                 "clean_action": self.clean_action,
                 "perturbed_action": self.perturbed_action,
             }
+        if self.continuous:
+            out["action_distance"] = self.action_distance
         return out
 
 
@@ -88,6 +109,10 @@ class ObservationPerturber:
         perturbation: Perturbation,
         *,
         victim: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        head: ActionHead | None = None,
+        labels: str = "actions",
+        attacked_network: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        scale: np.ndarray | None = None,
         eot_samples: int = 1,
         perturb: str = "stack",
         frame_axis: int = 0,
@@ -96,8 +121,23 @@ class ObservationPerturber:
         seed: int | None = None,
         num_rows: int = 1,
     ) -> None:
-        """Where, when and how often to perturb; the keywords are documented on :class:`AdversarialObservation`."""
+        """Where, when and how often to perturb; the keywords are documented on :class:`AdversarialObservation`.
+
+        ``head`` reads the victim's output (default: action scores); ``labels`` is what the attack's loss compares
+        with: ``"actions"`` (the clean greedy action, or the worst for a targeted attack), ``"outputs"`` (the
+        victim's clean output: the MAD losses) or ``"observations"`` (the clean observation: the critic attack).
+        ``scale`` (``box.shape``): the perturbation is made on ``x / scale``, its budget in those units.
+        ``attacked_network``: what the attack differentiates, where it is not the victim's policy (the value
+        network of a PPO victim under SA-PPO's critic attack).
+        """
         schedule = resolve_schedule(schedule)
+        head = head if head is not None else DiscreteHead()
+        if labels not in _LABELS:
+            raise ValueError(f"labels must be one of {_LABELS}, got {labels!r}")
+        if schedule.needs_victim and head.continuous:
+            raise ValueError(f"{schedule!r} reads action preferences, which only a discrete victim has")
+        if scale is not None and keep_dtype:
+            raise ValueError("keep_dtype=True keeps whole numbers, which a per-dimension scale does not; drop one")
         if perturb not in PERTURB_CHOICES:
             raise ValueError(f"perturb must be one of {PERTURB_CHOICES}, got {perturb!r}")
         if schedule.needs_victim and victim is None:
@@ -112,6 +152,10 @@ class ObservationPerturber:
         self.box = box
         self.perturbation = perturbation
         self.victim = victim
+        self.attacked_network = attacked_network if attacked_network is not None else victim
+        self.head = head
+        self.labels = labels
+        self.scale = None if scale is None else torch.as_tensor(scale, device=box.device)
         self.schedule = schedule
         self.eot_samples = check_count(eot_samples, "eot_samples")
         self.newest_only = perturb == "newest"
@@ -137,39 +181,57 @@ class ObservationPerturber:
         with self._victim_randomness():
             clean = self._scores(x)
             attacked = np.asarray(self.schedule.select(episode_steps, clean, [r.numpy for r in randoms]), bool)
-            clean_action = None if clean is None else clean.argmax(1).cpu().numpy()
+            clean_action = None if clean is None else self.head.actions(clean).cpu().numpy()
             perturbed_action = None if clean_action is None else clean_action.copy()
             out = x
             picked = np.flatnonzero(attacked)
             if picked.size:
                 index = None if picked.size == n else torch.as_tensor(picked, device=x.device)
                 part = x if index is None else x.index_select(0, index)
-                labels = None if clean is None else self._labels(clean if index is None else clean[index])
+                labels = None if clean is None else self._labels(clean if index is None else clean[index], part)
                 adv = self.box.clip(self._perturb(part, labels, [randoms[i].torch for i in picked]))
-                delta = (adv - part).flatten(1)
+                delta = (adv - part) if self.scale is None else (adv - part) / self.scale
+                delta = delta.flatten(1)
                 linf[picked] = delta.abs().amax(1).cpu().numpy()
                 l2[picked] = delta.norm(dim=1).cpu().numpy()
                 out = adv if index is None else x.index_copy(0, index, adv)
                 if perturbed_action is not None:
-                    perturbed_action[picked] = self._scores(adv).argmax(1).cpu().numpy()
+                    perturbed_action[picked] = self.head.actions(self._scores(adv)).cpu().numpy()
         return Perturbed(self.box.from_tensor(out, self.keep_dtype), attacked, linf, l2, clean_action, perturbed_action)
 
     def _scores(self, x: torch.Tensor) -> torch.Tensor | None:
         """The victim's mean scores over ``eot_samples`` passes (its action for a stochastic victim)."""
         return None if self.victim is None else mean_scores(self.victim, x, self.eot_samples)
 
-    def _labels(self, scores: torch.Tensor) -> torch.Tensor:
+    def _labels(self, scores: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if self.labels == "outputs":
+            return scores.detach()
+        if self.labels == "observations":
+            return x
         # Huang et al.: the clean greedy action; a targeted attack aims at the worst one instead.
         targeted = isinstance(self.perturbation, GradientAttack) and self.perturbation.common["targeted"]
         return scores.argmin(1) if targeted else scores.argmax(1)
 
     def _perturb(self, x: torch.Tensor, labels: torch.Tensor | None, generators: list[torch.Generator]) -> torch.Tensor:
+        """The perturbed batch, made in scaled units when there is a scale, then held to ``eps * scale`` exactly."""
+        victim, original = self.attacked_network, x
+        if self.scale is not None:
+            victim = None if victim is None else Rescaled(victim, self.scale)
+            x = x / self.scale
         if not self.newest_only:
-            return self.perturbation(self.victim, x, labels, generators).detach()
-        older, newest = split_newest(x, self.frame_axis)
-        view = None if self.victim is None else WithOlderFrames(self.victim, older, self.frame_axis + 1)
-        adv_newest = self.perturbation(view, newest, labels, generators).detach()
-        return torch.cat([older, adv_newest], dim=self.frame_axis + 1)
+            adv = self.perturbation(victim, x, labels, generators).detach()
+        else:
+            older, newest = split_newest(x, self.frame_axis)
+            view = None if victim is None else WithOlderFrames(victim, older, self.frame_axis + 1)
+            adv_newest = self.perturbation(view, newest, labels, generators).detach()
+            adv = torch.cat([older, adv_newest], dim=self.frame_axis + 1)
+        if self.scale is None:
+            return adv
+        adv = adv * self.scale
+        if self.perturbation.norm == "linf":  # float rounding of the division must not widen the budget
+            radius = self.perturbation.eps * self.scale
+            adv = original + torch.maximum(torch.minimum(adv - original, radius), -radius)
+        return adv
 
     @contextlib.contextmanager
     def _victim_randomness(self) -> Iterator[None]:
@@ -191,7 +253,7 @@ class ObservationPerturber:
         sample = self.box.clip(torch.zeros((1, *self.box.shape), device=self.box.device))
         spare = _RowRandom(0, self.box.device)
         scores = self._scores(sample)
-        labels = None if scores is None else self._labels(scores)
+        labels = None if scores is None else self._labels(scores, sample)
         self._perturb(sample, labels, [spare.torch])
 
 
@@ -201,12 +263,15 @@ def adversarial_perturber(
     victim: object,
     *,
     eps: float,
-    attack: str | Callable[..., torch.Tensor] = "fgsm",
+    attack: str | Callable[..., torch.Tensor] | None = None,
     norm: str = "linf",
-    loss: str | LossFn = "ce",
+    loss: str | LossFn | None = None,
     targeted: bool = False,
     eot_samples: int = 1,
     attack_options: dict[str, Any] | None = None,
+    scale: object = None,
+    scale_from: object = None,
+    critic: Callable | None = None,
     device: str | torch.device | None = None,
     **placement: Any,
 ) -> ObservationPerturber:
@@ -225,19 +290,35 @@ def adversarial_perturber(
     >>> result.linf.round(3).tolist()
     [0.1]
     """
-    box, model = _box_and_victim(observation_space, action_space, victim, device)
+    box, prepared = _box_and_victim(observation_space, action_space, victim, device, critic)
+    head = prepared.head
+    attack = attack if attack is not None else ("pgd" if head.continuous else "fgsm")
+    loss_fn, labels = _victim_loss(loss, prepared, attack, targeted)
+    value_attack = loss_fn is lowest_value
+    scale = observation_scale(scale, box.shape, scale_from)
     perturbation = GradientAttack(
         attack,
         eps=eps,
         norm=norm,
-        bounds=box.bounds,
-        loss=loss,
+        bounds=box.bounds if scale is None else box.scaled_bounds(scale),
+        loss=loss_fn,
         targeted=targeted,
         eot_samples=eot_samples,
-        grey_level=box.grey_level,
+        grey_level=box.grey_level if scale is None else None,
         options=attack_options,
     )
-    return _checked(ObservationPerturber(box, perturbation, victim=model, eot_samples=eot_samples, **placement))
+    perturber = ObservationPerturber(
+        box,
+        perturbation,
+        victim=prepared.network,
+        head=head,
+        labels=labels,
+        attacked_network=prepared.value if value_attack else None,
+        scale=scale,
+        eot_samples=eot_samples,
+        **placement,
+    )
+    return _checked(perturber)
 
 
 def noise_perturber(
@@ -249,6 +330,8 @@ def noise_perturber(
     norm: str = "linf",
     sigma: float | None = None,
     victim: object = None,
+    scale: object = None,
+    scale_from: object = None,
     device: str | torch.device | None = None,
     **placement: Any,
 ) -> ObservationPerturber:
@@ -262,22 +345,67 @@ def noise_perturber(
     (True, True)
     """
     if victim is None:
-        box, model = ObservationBox(observation_space, torch.device(device or "cpu")), None
+        box, prepared = ObservationBox(observation_space, torch.device(device or "cpu")), None
     else:
-        box, model = _box_and_victim(observation_space, action_space, victim, device)
-    perturbation = RandomNoise(kind, eps=eps, norm=norm, bounds=box.bounds, sigma=sigma)
-    return _checked(ObservationPerturber(box, perturbation, victim=model, **placement))
+        box, prepared = _box_and_victim(observation_space, action_space, victim, device, None)
+    scale = observation_scale(scale, box.shape, scale_from)
+    bounds = box.bounds if scale is None else box.scaled_bounds(scale)
+    perturbation = RandomNoise(kind, eps=eps, norm=norm, bounds=bounds, sigma=sigma)
+    network, head = (None, None) if prepared is None else (prepared.network, prepared.head)
+    return _checked(ObservationPerturber(box, perturbation, victim=network, head=head, scale=scale, **placement))
+
+
+#: The losses for continuous-action victims, by name.
+CONTINUOUS_LOSSES = ("mad", "critic")
+
+
+def _victim_loss(
+    loss: str | LossFn | None, prepared: PreparedVictim, attack: object, targeted: bool
+) -> tuple[str | LossFn, str]:
+    """The attack's loss and what its labels are, for this victim; one clear error for a mismatch."""
+    head = prepared.head
+    if not head.continuous:
+        if loss in CONTINUOUS_LOSSES:
+            raise ValueError(f"loss {loss!r} is for continuous-action victims; this one scores discrete actions")
+        return ("ce" if loss is None else loss), "actions"
+    if targeted:
+        raise ValueError("a continuous-action victim has no worst action to aim at: targeted=True needs discrete ones")
+    loss = "mad" if loss is None else loss
+    if callable(loss):
+        return loss, "outputs"
+    if loss not in CONTINUOUS_LOSSES:
+        raise ValueError(
+            f"loss {loss!r} compares discrete action scores; for a continuous-action victim use one of "
+            f"{CONTINUOUS_LOSSES}"
+        )
+    if loss == "critic":
+        if prepared.critic is not None:
+            return CriticLoss(prepared.critic, head), "observations"
+        if prepared.value is not None:
+            return lowest_value, "outputs"
+        raise ValueError(
+            "the critic attack needs the victim's critic: SB3 SAC, TD3 and DDPG bring their Q-function, PPO and A2C "
+            "their value function; for a plain actor pass critic=callable(observations, actions) -> Q"
+        )
+    if attack in ("fgsm", "iterative"):
+        raise ValueError(
+            f"the MAD loss is zero, with a zero gradient, at the clean observation, so {attack!r} (which starts "
+            f"there) cannot move; use attack='pgd' (random start), or loss='critic'"
+        )
+    return head.mad_loss(), "outputs"
 
 
 def _box_and_victim(
-    observation_space: spaces.Space, action_space: spaces.Space, victim: object, device: str | torch.device | None
-) -> tuple[ObservationBox, Callable[[torch.Tensor], torch.Tensor]]:
+    observation_space: spaces.Space,
+    action_space: spaces.Space,
+    victim: object,
+    device: str | torch.device | None,
+    critic: Callable | None,
+) -> tuple[ObservationBox, PreparedVictim]:
     on_cpu = ObservationBox(observation_space, torch.device("cpu"))  # a non-Box space is the first error to report
-    model = resolve_victim(victim, on_cpu.shape)
-    where = victim_device(model, device)
+    where = victim_device(resolve_victim(victim, on_cpu.shape), device)
     box = on_cpu if where == on_cpu.device else ObservationBox(observation_space, where)
-    check_victim(model, box, action_space)
-    return box, model
+    return box, prepare_victim(victim, box, action_space, critic)
 
 
 def _checked(perturber: ObservationPerturber) -> ObservationPerturber:

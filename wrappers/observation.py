@@ -36,7 +36,7 @@ class PerturbedObservation(gym.ObservationWrapper):
         gym.ObservationWrapper.__init__(self, env)
         self.perturber = perturber
         self.observation_space = perturber.observation_space
-        self.tally = EpisodeTally(1, tracks_actions=perturber.victim is not None)
+        self.tally = EpisodeTally(1, tracks_actions=perturber.victim is not None, continuous=perturber.head.continuous)
         self._last: dict[str, object] = {}
 
     def observation(self, observation: Any) -> np.ndarray:
@@ -86,17 +86,24 @@ class AdversarialObservation(PerturbedObservation, gym.utils.RecordConstructorAr
     Args:
         env: the environment; its observation space must be a ``Box`` (e.g. uint8 (4, 84, 84) frame stacks).
         victim: a torch module or callable mapping a float batch of observations, in the space's own units,
-            to action scores (N, n_actions): Q-values or policy logits. A Stable-Baselines3 model or policy
-            (DQN, QR-DQN, PPO, A2C) is reduced to its network.
+            to action scores (N, n_actions) (Q-values or policy logits) or, for a ``Box`` action space, to
+            actions (N, A) or a ``torch.distributions.Normal`` over them. A Stable-Baselines3 model or policy
+            (DQN, QR-DQN, PPO, A2C, SAC, TD3, DDPG) is reduced to its network (and its critic).
         eps: the budget in the observation's own units (lambda on 0-255 for uint8 frames, e.g. 1, 2, 4, 8;
             e.g. 8/255 for observations in [0, 1]).
-        attack: ``"fgsm"``, ``"iterative"`` (the SAP paper's: steps of one grey level, ceil(eps / step) of
-            them), ``"pgd"`` (random start, 10 steps of 2.5 * eps / 10, the core's ``default_pgd_step``; the step
-            was eps / 10 before) or a callable with the signature of the
+        attack: ``"fgsm"`` (the default for discrete actions), ``"iterative"`` (the SAP paper's: steps of one
+            grey level, ceil(eps / step) of them), ``"pgd"`` (the default for continuous actions; random start, 10
+            steps of 2.5 * eps / 10, the core's ``default_pgd_step``) or a callable with the signature of the
             attacks in ``rlrobust.attacks``.
         norm: ``"linf"`` or ``"l2"``.
-        loss: ``"ce"`` (Huang et al.: cross-entropy against the clean greedy action), ``"margin"``, or a
-            callable ``(scores, actions) -> (N,)`` that the attack increases.
+        loss: ``"ce"`` (the default for discrete actions; Huang et al.: cross-entropy against the clean greedy
+            action), ``"margin"``, or a callable ``(scores, actions) -> (N,)`` that the attack increases. For
+            continuous actions (SA-PPO): ``"mad"`` (the default: KL between the Gaussian policies, squared distance
+            between deterministic actions) or ``"critic"`` (minimise the victim's Q(s, pi(s')), or V(s') for PPO/A2C).
+        scale: per-dimension budgets: a vector (one positive number per observation value) or ``"std"`` of
+            ``scale_from`` (a batch of observations, or SB3's ``VecNormalize``); value i moves by at most
+            ``eps * scale[i]`` and ``eps`` is stated in those normalised units.
+        critic: ``critic(observations, actions) -> Q`` for ``loss="critic"`` on a plain actor.
         targeted: push the victim toward its worst action (lowest clean score) instead of away from its best.
         eot_samples: stochastic victims (e.g. with SAP): passes averaged for the gradient (the SAP paper's
             Monte-Carlo attacker) and for the victim's action (the mean scores).
@@ -113,7 +120,7 @@ class AdversarialObservation(PerturbedObservation, gym.utils.RecordConstructorAr
             ``reset(seed=...)`` reseeds it too.
     """
 
-    def __init__(self, env: gym.Env, victim: object, *, eps: float, attack: Any = "fgsm", **options: Any) -> None:
+    def __init__(self, env: gym.Env, victim: object, *, eps: float, attack: Any = None, **options: Any) -> None:
         gym.utils.RecordConstructorArgs.__init__(
             self, _disable_deepcopy=True, victim=victim, eps=eps, attack=attack, **options
         )

@@ -40,7 +40,9 @@ class PerturbedVecEnv(VecEnvWrapper):
     def __init__(self, venv: VecEnv, perturber: ObservationPerturber) -> None:
         super().__init__(venv, observation_space=perturber.observation_space)
         self.perturber = perturber
-        self.tally = EpisodeTally(venv.num_envs, tracks_actions=perturber.victim is not None)
+        self.tally = EpisodeTally(
+            venv.num_envs, tracks_actions=perturber.victim is not None, continuous=perturber.head.continuous
+        )
         self._rows = np.arange(venv.num_envs)
         self._next_seed: int | None = None
 
@@ -108,7 +110,7 @@ class AdversarialVecEnv(PerturbedVecEnv):
     AdversarialVecEnv(venv, model, eps=2))`` scores a trained agent under attack.
     """
 
-    def __init__(self, venv: VecEnv, victim: object, *, eps: float, attack: Any = "fgsm", **options: Any) -> None:
+    def __init__(self, venv: VecEnv, victim: object, *, eps: float, attack: Any = None, **options: Any) -> None:
         perturber = adversarial_perturber(
             venv.observation_space,
             venv.action_space,

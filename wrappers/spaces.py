@@ -59,6 +59,12 @@ class ObservationBox:
             return None
         return (self.bounds[1] - self.bounds[0]) / 255.0
 
+    def scaled_bounds(self, scale: np.ndarray) -> tuple[float, float]:
+        """The attacks' scalar value range for observations divided by ``scale`` (element-wise, positive)."""
+        low = self._low.cpu().numpy().astype(np.float64) / scale
+        high = self._high.cpu().numpy().astype(np.float64) / scale
+        return float(max(low.min(), -_UNBOUNDED)), float(min(high.max(), _UNBOUNDED))
+
     def output_space(self, keep_dtype: bool) -> spaces.Box:
         """The perturbed observations' space: float32 with the same bounds, or the original space."""
         if keep_dtype:

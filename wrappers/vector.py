@@ -49,7 +49,9 @@ class VectorPerturbedObservation(VectorWrapper):
         self.perturber = perturber
         self.single_observation_space = perturber.observation_space
         self.observation_space = batch_space(perturber.observation_space, env.observation_space.shape[0])
-        self.tally = EpisodeTally(self.num_envs, tracks_actions=perturber.victim is not None)
+        self.tally = EpisodeTally(
+            self.num_envs, tracks_actions=perturber.victim is not None, continuous=perturber.head.continuous
+        )
         self._ended = np.zeros(self.num_envs, dtype=bool)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
@@ -114,7 +116,7 @@ class VectorAdversarialObservation(VectorPerturbedObservation, RecordConstructor
     True
     """
 
-    def __init__(self, env: VectorEnv, victim: object, *, eps: float, attack: Any = "fgsm", **options: Any) -> None:
+    def __init__(self, env: VectorEnv, victim: object, *, eps: float, attack: Any = None, **options: Any) -> None:
         RecordConstructorArgs.__init__(self, _disable_deepcopy=True, victim=victim, eps=eps, attack=attack, **options)
         perturber = adversarial_perturber(
             env.single_observation_space,

@@ -22,7 +22,16 @@ from rlrobust.attacks.budget import project, random_point
 from rlrobust.attacks.fab import fab
 from rlrobust.attacks.fgsm import fgsm
 from rlrobust.attacks.iterative import iterative
-from rlrobust.attacks.losses import LOSSES, LossFn, cross_entropy, dlr, margin, targeted_dlr
+from rlrobust.attacks.losses import (
+    LOSSES,
+    LossFn,
+    cross_entropy,
+    dlr,
+    gaussian_kl,
+    margin,
+    squared_distance,
+    targeted_dlr,
+)
 from rlrobust.attacks.pgd import default_pgd_step, pgd
 from rlrobust.attacks.square import square
 
@@ -63,6 +72,7 @@ __all__ = [
     "dlr",
     "fab",
     "fgsm",
+    "gaussian_kl",
     "get_attack",
     "iterative",
     "margin",
@@ -71,5 +81,6 @@ __all__ = [
     "random_point",
     "scores_unwatched",
     "square",
+    "squared_distance",
     "targeted_dlr",
 ]

@@ -7,7 +7,10 @@ ascends the loss; a targeted attack descends it, so a loss should measure "how f
 ``y``".
 
 For an agent, cross-entropy against the clean greedy action is the loss of Huang et al. (2017):
-``logsumexp(Q) - Q[a*]``.
+``logsumexp(Q) - Q[a*]``. For a continuous-action policy, the maximal action deviation (MAD) losses of SA-PPO
+(Zhang et al. 2020) compare its output on the perturbed input with its clean output ``y``:
+:func:`gaussian_kl` for a diagonal Gaussian policy, :func:`squared_distance` for a deterministic one. Both are
+zero, with a zero gradient, at the clean input, so an attack on them needs a random start (PGD's).
 """
 
 from __future__ import annotations
@@ -78,6 +81,42 @@ def _at_least_classes(scores: torch.Tensor, classes: int, name: str) -> torch.Te
     if scores.ndim != 2 or scores.shape[1] < classes:
         raise ValueError(f"the {name} loss needs scores (N, C) with C >= {classes}, got {tuple(scores.shape)}")
     return scores.float()
+
+
+def squared_distance(actions: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    """MAD for a deterministic policy: ``||a(x') - a(x)||^2`` per row, ``clean`` being the clean actions (N, A).
+
+    >>> squared_distance(torch.tensor([[1.0, 2.0]]), torch.tensor([[0.0, 0.0]])).tolist()
+    [5.0]
+    """
+    _same_shape(actions, clean, "squared_distance")
+    return (actions.float() - clean.float()).pow(2).sum(dim=1)
+
+
+def gaussian_kl(perturbed: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    """MAD for a diagonal Gaussian policy: ``KL(N_clean || N_perturbed)`` per row, summed over action dimensions.
+
+    Both are (N, 2A) rows ``[mean, log_std]``; the KL of two diagonal Gaussians is
+    ``log(s1 / s0) + (s0^2 + (m0 - m1)^2) / (2 s1^2) - 1/2`` per dimension. A policy whose ``log_std`` does not
+    depend on the state (SB3's PPO) gives ``sum((m0 - m1)^2 / (2 s^2))``, a distance weighted by the noise.
+
+    >>> clean = torch.tensor([[0.0, 0.0]])  # mean 0, std 1
+    >>> gaussian_kl(torch.tensor([[1.0, 0.0]]), clean).tolist()  # means one std apart: 1/2
+    [0.5]
+    """
+    _same_shape(perturbed, clean, "gaussian_kl")
+    if perturbed.shape[1] % 2:
+        raise ValueError(f"gaussian_kl needs rows [mean, log_std] of even width 2A, got {tuple(perturbed.shape)}")
+    mean1, log_std1 = perturbed.float().chunk(2, dim=1)
+    mean0, log_std0 = clean.float().chunk(2, dim=1)
+    ratio = (2 * (log_std0 - log_std1)).exp()  # s0^2 / s1^2
+    per_dim = log_std1 - log_std0 + 0.5 * (ratio + (mean0 - mean1).pow(2) / (2 * log_std1).exp()) - 0.5
+    return per_dim.sum(dim=1)
+
+
+def _same_shape(a: torch.Tensor, b: torch.Tensor, name: str) -> None:
+    if a.ndim != 2 or a.shape != b.shape:
+        raise ValueError(f"{name} compares rows of the same shape (N, D), got {tuple(a.shape)} and {tuple(b.shape)}")
 
 
 LOSSES: dict[str, LossFn] = {"ce": cross_entropy, "margin": margin, "cw": margin, "dlr": dlr}
