@@ -65,5 +65,5 @@ def test_the_budget_holds_on_the_normalised_observations(victim_folder):
 
 
 def test_a_folder_without_a_model_is_refused(tmp_path):
-    with pytest.raises(SystemExit, match="must hold ppo.zip and obs_normalization.json"):
+    with pytest.raises(SystemExit, match=r"must hold ppo\.zip and obs_normalization\.json"):
         load("sappo_mujoco").main(["--model", str(tmp_path), "--out", str(tmp_path / "out")])

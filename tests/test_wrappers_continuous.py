@@ -245,3 +245,31 @@ def test_a_plain_actor_takes_the_users_critic(one_torch_thread):
     env = AdversarialObservation(gym.make(PENDULUM), actor(), eps=0.1, loss="critic", critic=critic, seed=0)
     _, info = env.reset(seed=0)
     assert calls and abs(info["attack"]["perturbed_action"][0]) > abs(info["attack"]["clean_action"][0])
+
+
+class NoisyActor(nn.Module):
+    """A stochastic deterministic-output actor (dropout left on): the victim EOT is for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(2)
+        self.net = nn.Sequential(nn.Linear(3, 32), nn.ReLU(), nn.Dropout(0.5), nn.Linear(32, 1))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs)
+
+
+def test_eot_and_seeds_work_for_a_stochastic_continuous_victim():
+    def play(seed: int) -> list[np.ndarray]:
+        env = AdversarialObservation(gym.make(PENDULUM), NoisyActor(), eps=0.1, eot_samples=4, seed=seed)
+        obs, _ = env.reset(seed=seed)
+        seen = [obs]
+        for _ in range(3):
+            obs, *_ = env.step(np.zeros(1, dtype=np.float32))
+            seen.append(obs)
+        return seen
+
+    first, again, other = play(0), play(0), play(1)
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a, b)  # the same seed: the same starts, passes and perturbations
+    assert any(not np.array_equal(a, b) for a, b in zip(first, other, strict=True))
