@@ -1,8 +1,11 @@
 """Train the MuJoCo victim for the SA-PPO reproduction: Stable-Baselines3 PPO on Hopper-v5 (or another task).
 
 Hyperparameters are rl-baselines3-zoo's tuned PPO for Hopper (``hyperparams/ppo.yml``): one env, observation
-normalisation, n_steps 512, batch 32, 5 epochs, lr 9.80828e-5, gamma 0.999, GAE 0.99, 256x256 ReLU nets,
-log-std init -2. Rewards are not normalised here (they only scale the value loss).
+normalisation of observations and of rewards (the zoo's ``normalize: true``), n_steps 512, batch 32, 5 epochs,
+lr 9.80828e-5, gamma 0.999, GAE 0.99, 256x256 ReLU nets, log-std init -2. Reward normalisation matters: without it
+the value targets reach the hundreds, the value loss dominates the one gradient norm that ``max_grad_norm`` clips,
+and the policy barely moves (a run without it, 2026-12-02, stood still for 750,000 steps: return ~1,000 = 1,000
+steps of the alive bonus, no hopping).
 
 Writes into ``--out``: ``ppo.zip`` (SB3's format; read it back with ``agents.sb3_zip.read_sb3_zip``, never with
 ``PPO.load``, which unpickles), ``obs_normalization.json`` (the running mean and variance the policy was trained
@@ -52,7 +55,7 @@ def build(env_id: str, seed: int):
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import VecNormalize
 
-    venv = VecNormalize(make_vec_env(env_id, n_envs=1, seed=seed), norm_obs=True, norm_reward=False)
+    venv = VecNormalize(make_vec_env(env_id, n_envs=1, seed=seed), norm_obs=True, norm_reward=True, gamma=0.999)
     kwargs = dict(POLICY_KWARGS, activation_fn=nn.ReLU)
     model = PPO("MlpPolicy", venv, seed=seed, device="cpu", policy_kwargs=kwargs, verbose=0, **ZOO_PPO_HOPPER)
     return model, venv
@@ -72,6 +75,7 @@ def save(model, venv, out: Path, progress: dict[str, Any], keep: bool = False) -
         "epsilon": float(venv.epsilon),
         "clip_obs": float(venv.clip_obs),
         "note": "normalised observation = clip((obs - mean) / sqrt(var + epsilon), -clip_obs, clip_obs)",
+        "return_rms": {"mean": float(venv.ret_rms.mean), "var": float(venv.ret_rms.var), "count": venv.ret_rms.count},
     }
     atomic_write_json(out / "obs_normalization.json", stats)
     atomic_write_json(out / "progress.json", progress)
@@ -92,6 +96,10 @@ def restore(model, venv, out: Path) -> dict[str, Any]:
     venv.obs_rms.mean = np.asarray(stats["mean"], dtype=np.float64)
     venv.obs_rms.var = np.asarray(stats["var"], dtype=np.float64)
     venv.obs_rms.count = stats["count"]
+    if "return_rms" in stats:  # the reward scaler (training only; the policy never sees it)
+        venv.ret_rms.mean = np.float64(stats["return_rms"]["mean"])
+        venv.ret_rms.var = np.float64(stats["return_rms"]["var"])
+        venv.ret_rms.count = stats["return_rms"]["count"]
     progress = json.loads((out / "progress.json").read_text())
     model.num_timesteps = int(progress["steps"])
     return progress
@@ -110,7 +118,14 @@ def train(args: argparse.Namespace) -> None:
     if args.resume and (out / "ppo.zip").exists():
         progress = restore(model, venv, out)
         print(f"resumed at step {progress['steps']}")
-    settings = {"env": args.env, "steps": args.steps, "seed": args.seed, "ppo": ZOO_PPO_HOPPER, **POLICY_KWARGS}
+    settings = {
+        "env": args.env,
+        "steps": args.steps,
+        "seed": args.seed,
+        "ppo": ZOO_PPO_HOPPER,
+        **POLICY_KWARGS,
+        "normalize": {"obs": True, "reward": True},
+    }
     atomic_write_json(out / "run.json", {"job": "train_mujoco_ppo", "settings": settings, **provenance()})
     started = time.time() - progress["seconds"]
 
