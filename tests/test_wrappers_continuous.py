@@ -273,3 +273,14 @@ def test_eot_and_seeds_work_for_a_stochastic_continuous_victim():
     for a, b in zip(first, again, strict=True):
         np.testing.assert_array_equal(a, b)  # the same seed: the same starts, passes and perturbations
     assert any(not np.array_equal(a, b) for a, b in zip(first, other, strict=True))
+
+
+def test_the_direct_gaussian_path_matches_sb3s_distribution():
+    from wrappers.victim import resolve_victim
+
+    model = sb3_model(PPO)
+    obs = torch.randn(5, 3)
+    with torch.no_grad():
+        distribution = model.policy.get_distribution(obs).distribution
+        expected = torch.cat([distribution.mean, distribution.stddev.log()], dim=1)
+        torch.testing.assert_close(resolve_victim(model, (3,))(obs), expected)

@@ -69,14 +69,31 @@ class PolicyLogits(nn.Module):
 
 
 class PolicyGaussian(nn.Module):
-    """An SB3 actor-critic policy with a diagonal Gaussian action distribution, as rows ``[mean, log_std]``."""
+    """An SB3 actor-critic policy with a diagonal Gaussian action distribution, as rows ``[mean, log_std]``.
+
+    With a state-independent std (``DiagGaussianDistribution``) the mean is computed as SB3's ``get_distribution``
+    computes it, without building the distribution objects (a third of the cost of a PGD step on a MuJoCo MLP);
+    gSDE goes through ``get_distribution``.
+    """
 
     def __init__(self, policy: nn.Module) -> None:
         super().__init__()
+        from stable_baselines3.common.distributions import DiagGaussianDistribution
+
         self.policy = policy
+        self.direct = isinstance(policy.action_dist, DiagGaussianDistribution)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return gaussian_rows(self.policy.get_distribution(obs).distribution)
+        policy = self.policy
+        if not self.direct:
+            return gaussian_rows(policy.get_distribution(obs).distribution)
+        from stable_baselines3.common.preprocessing import preprocess_obs
+
+        features = policy.pi_features_extractor(
+            preprocess_obs(obs, policy.observation_space, normalize_images=policy.normalize_images)
+        )
+        mean = policy.action_net(policy.mlp_extractor.forward_actor(features))
+        return torch.cat([mean, policy.log_std.expand_as(mean)], dim=1)
 
 
 class PolicyValue(nn.Module):
