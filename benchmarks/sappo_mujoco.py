@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from train_mujoco_ppo import build
+from train_mujoco_ppo import PRESETS, build
 
 from agents.sb3_zip import read_sb3_zip
 from rlrobust.files import atomic_write_json, atomic_write_text, sha256_of
@@ -68,9 +68,9 @@ def normalised_env(env_id: str, stats: dict[str, Any], max_steps: int | None) ->
     return gym.wrappers.TransformObservation(env, normalise, space)
 
 
-def load_victim(folder: Path, env_id: str):
+def load_victim(folder: Path, env_id: str, preset: str = "zoo"):
     """The PPO model rebuilt as ``train_mujoco_ppo`` builds it, its weights read without unpickling."""
-    model, _ = build(env_id, seed=0)
+    model, _ = build(env_id, seed=0, preset=preset)
     model.policy.load_state_dict(read_sb3_zip(folder / "ppo.zip").policy)
     model.policy.set_training_mode(False)
     return model
@@ -162,10 +162,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "seed": args.seed,
         "max_steps": args.max_steps,
         "deterministic": True,
+        "preset": args.preset,
     }
     record = _resume_or_start(out, settings, inputs)
     torch.set_num_threads(args.threads)
-    model = load_victim(folder, args.env)
+    model = load_victim(folder, args.env, args.preset)
     stats = json.loads(stats_path.read_text())
     with sigterm_as_interrupt():
         for attack in args.attacks:
@@ -200,6 +201,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="runs/mujoco/hopper-ppo", help="train_mujoco_ppo's output folder")
     parser.add_argument("--env", default="Hopper-v5")
+    parser.add_argument("--preset", choices=PRESETS, default="zoo", help="the --preset the model was trained with")
     parser.add_argument("--eps", type=float, default=None, help="default: SA-PPO's budget for the task")
     parser.add_argument("--steps", type=int, default=10, help="PGD steps of the critic and MAD attacks")
     parser.add_argument("--episodes", type=int, default=50)

@@ -2,10 +2,10 @@
 
 Hyperparameters are rl-baselines3-zoo's tuned PPO for Hopper (``hyperparams/ppo.yml``): one env, observation
 normalisation of observations and of rewards (the zoo's ``normalize: true``), n_steps 512, batch 32, 5 epochs,
-lr 9.80828e-5, gamma 0.999, GAE 0.99, 256x256 ReLU nets, log-std init -2. Reward normalisation matters: without it
-the value targets reach the hundreds, the value loss dominates the one gradient norm that ``max_grad_norm`` clips,
-and the policy barely moves (a run without it, 2026-12-02, stood still for 750,000 steps: return ~1,000 = 1,000
-steps of the alive bonus, no hopping).
+lr 9.80828e-5, gamma 0.999, GAE 0.99, 256x256 ReLU nets, log-std init -2; ``--preset sb3`` takes SB3's PPO
+defaults instead. Two zoo runs here (seed 0, without and with reward normalisation, 2026-12-02) both stood still:
+their deterministic policies scored ~1,000 (1,000 steps of Hopper's alive bonus, no hopping) at every checkpoint to
+750,000 and 800,000 steps; the small initial std (e^-2) explores little.
 
 Writes into ``--out``: ``ppo.zip`` (SB3's format; read it back with ``agents.sb3_zip.read_sb3_zip``, never with
 ``PPO.load``, which unpickles), ``obs_normalization.json`` (the running mean and variance the policy was trained
@@ -47,15 +47,23 @@ ZOO_PPO_HOPPER: dict[str, Any] = {
     "vf_coef": 0.835671,
 }
 POLICY_KWARGS = {"log_std_init": -2.0, "ortho_init": False, "net_arch": {"pi": [256, 256], "vf": [256, 256]}}
+#: ``zoo``: the tuned settings above; ``sb3``: SB3's PPO defaults (64x64 tanh, log-std 0, n_steps 2048, batch 64,
+#: 10 epochs, lr 3e-4, gamma 0.99), closer to SA-PPO's own PPO (64x64 tanh, 2048 steps a batch).
+PRESETS = ("zoo", "sb3")
 
 
-def build(env_id: str, seed: int):
+def build(env_id: str, seed: int, preset: str = "zoo"):
     """A PPO learner on one normalised ``env_id`` (imports SB3 and MuJoCo only when called)."""
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import VecNormalize
 
-    venv = VecNormalize(make_vec_env(env_id, n_envs=1, seed=seed), norm_obs=True, norm_reward=True, gamma=0.999)
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {PRESETS}, got {preset!r}")
+    gamma = ZOO_PPO_HOPPER["gamma"] if preset == "zoo" else 0.99
+    venv = VecNormalize(make_vec_env(env_id, n_envs=1, seed=seed), norm_obs=True, norm_reward=True, gamma=gamma)
+    if preset == "sb3":
+        return PPO("MlpPolicy", venv, seed=seed, device="cpu", verbose=0), venv
     kwargs = dict(POLICY_KWARGS, activation_fn=nn.ReLU)
     model = PPO("MlpPolicy", venv, seed=seed, device="cpu", policy_kwargs=kwargs, verbose=0, **ZOO_PPO_HOPPER)
     return model, venv
@@ -113,7 +121,7 @@ def train(args: argparse.Namespace) -> None:
         raise SystemExit(f"error: {out} already holds a model; pass --resume to continue it or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
-    model, venv = build(args.env, args.seed)
+    model, venv = build(args.env, args.seed, args.preset)
     progress: dict[str, Any] = {"steps": 0, "episodes": [], "seconds": 0.0}
     if args.resume and (out / "ppo.zip").exists():
         progress = restore(model, venv, out)
@@ -125,6 +133,7 @@ def train(args: argparse.Namespace) -> None:
         "ppo": ZOO_PPO_HOPPER,
         **POLICY_KWARGS,
         "normalize": {"obs": True, "reward": True},
+        "preset": args.preset,
     }
     atomic_write_json(out / "run.json", {"job": "train_mujoco_ppo", "settings": settings, **provenance()})
     started = time.time() - progress["seconds"]
@@ -159,6 +168,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--env", default="Hopper-v5")
     parser.add_argument("--steps", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--preset", choices=PRESETS, default="zoo", help="PPO settings: the zoo's tuned or SB3's")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--checkpoint-every", type=int, default=50_000)
     parser.add_argument("--out", default="runs/mujoco/hopper-ppo")
