@@ -18,8 +18,8 @@ default). Episode ``i`` of every attack starts from ``reset(seed=seed + i)``. Wr
 episode, settings, the sha256 of the model and its statistics, provenance) and ``results.md`` into ``--out``;
 each finished attack is saved at once, and the same command resumes after Ctrl-C or SIGTERM.
 
-    python benchmarks/train_mujoco_ppo.py --env Hopper-v5 --out runs/mujoco/hopper-ppo --keep-checkpoints
-    python benchmarks/sappo_mujoco.py --model runs/mujoco/hopper-ppo --episodes 50 --out runs/mujoco/sappo-hopper
+    python benchmarks/train_mujoco_ppo.py --preset sb3 --steps 400000 --out runs/mujoco/hopper-ppo --keep-checkpoints
+    python benchmarks/sappo_mujoco.py --preset sb3 --model runs/mujoco/hopper-ppo --out runs/mujoco/sappo-hopper
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ normalisation of observations and of rewards (the zoo's ``normalize: true``), n_
 lr 9.80828e-5, gamma 0.999, GAE 0.99, 256x256 ReLU nets, log-std init -2; ``--preset sb3`` takes SB3's PPO
 defaults instead. Two zoo runs here (seed 0, without and with reward normalisation, 2026-12-02) both stood still:
 their deterministic policies scored ~1,000 (1,000 steps of Hopper's alive bonus, no hopping) at every checkpoint to
-750,000 and 800,000 steps; the small initial std (e^-2) explores little.
+750,000 and 800,000 steps; the small initial std (e^-2) explores little. ``--preset sb3`` (seed 0, same day) hops:
+its deterministic policy scored about 3,270 over 1,000 steps at 400,000 steps (about 14 minutes on one core).
 
 Writes into ``--out``: ``ppo.zip`` (SB3's format; read it back with ``agents.sb3_zip.read_sb3_zip``, never with
 ``PPO.load``, which unpickles), ``obs_normalization.json`` (the running mean and variance the policy was trained
@@ -14,7 +15,7 @@ A checkpoint every ``--checkpoint-every`` steps (each kept under ``checkpoints/<
 ``--keep-checkpoints``); Ctrl-C or SIGTERM saves one and exits; ``--resume`` continues
 from it (policy, optimiser, normalisation statistics and step count; the rollout in flight is lost).
 
-    python benchmarks/train_mujoco_ppo.py --steps 1000000 --out runs/mujoco/hopper-ppo --keep-checkpoints
+    python benchmarks/train_mujoco_ppo.py --preset sb3 --steps 400000 --out runs/mujoco/hopper-ppo --keep-checkpoints
 """
 
 from __future__ import annotations
