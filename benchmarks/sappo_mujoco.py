@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from train_mujoco_ppo import PRESETS, build
 
+from agents.evaluation.stats import summary
 from agents.sb3_zip import read_sb3_zip
 from rlrobust.files import atomic_write_json, atomic_write_text, sha256_of
 from rlrobust.reporting import markdown_table
@@ -103,12 +104,12 @@ def play(env: gym.Env, model, episodes: int, seed: int, label: str) -> list[dict
 
 
 def summarise(games: list[dict[str, float]]) -> dict[str, float]:
+    """The RL evaluation's summary of the returns (mean, standard error, 95 % interval), with their spread."""
     returns = np.array([g["return"] for g in games])
     distances = [g["mean_action_distance"] for g in games if g["mean_action_distance"] is not None]
     return {
-        "mean": float(returns.mean()),
+        **summary(returns),
         "std": float(returns.std()),
-        "stderr": float(returns.std(ddof=1) / math.sqrt(len(returns))) if len(returns) > 1 else math.nan,
         "min": float(returns.min()),
         "mean_length": float(np.mean([g["length"] for g in games])),
         "mean_action_distance": float(np.mean(distances)) if distances else None,
